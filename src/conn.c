@@ -1,0 +1,739 @@
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <jansson.h>
+
+#include <ck_pr.h>
+
+#include "conn.h"
+#include "http.h"
+#include "log.h"
+#include "router.h"
+#include "server.h"
+#include "settings.h"
+#include "worker.h"
+#include "xmalloc.h"
+
+#define HTTP_BUF_MAX (HTTP_MAX_HEAD + HTTP_MAX_BODY)
+#define HTTP_BUF_MIN 2048
+#define HTTP_HEAD_TIMEOUT_S 10  /* a request head must arrive within this */
+#define HTTP_IDLE_S 30          /* keep-alive connections idle this long are closed */
+#define CLOSE_WAIT_S 5          /* our close frame must be answered within this */
+#define LINGER_S 2              /* after our last byte, wait this long for the peer's FIN */
+#define WRITE_BUDGET (256 * 1024) /* bytes per connection per write event */
+
+static void conn_ws_input(struct conn *c, uint8_t *buf, size_t len);
+
+static const struct settings *
+cfg_of(const struct conn *c)
+{
+	return c->w->srv->cfg;
+}
+
+static void conn_mark_dirty(struct conn *c);
+
+/* The one place a connection changes state; closing states get their bound. */
+static void
+conn_set_state(struct conn *c, enum conn_state state)
+{
+	log_debug("conn_state fd=%d from=%d to=%d", c->fd, c->state, state);
+	c->state = (uint8_t)state;
+	if (state == CONN_WS_CLOSING || state == CONN_DRAINING)
+		conn_schedule(c, c->w->now_s + CLOSE_WAIT_S);
+	if (state == CONN_DRAINING)
+		conn_mark_dirty(c);   /* the flush pass notices "all written" */
+	else if (state == CONN_LINGER)
+		conn_schedule(c, c->w->now_s + LINGER_S);
+}
+
+/* ---- the timer wheel ------------------------------------------------- */
+
+static void
+wheel_unlink(struct conn *c)
+{
+	struct worker *w = c->w;
+
+	if (c->wheel_prev != NULL)
+		c->wheel_prev->wheel_next = c->wheel_next;
+	else if (w->wheel[c->wheel_slot] == c)
+		w->wheel[c->wheel_slot] = c->wheel_next;
+	if (c->wheel_next != NULL)
+		c->wheel_next->wheel_prev = c->wheel_prev;
+	c->wheel_prev = c->wheel_next = NULL;
+}
+
+void
+conn_schedule(struct conn *c, uint32_t deadline_s)
+{
+	struct worker *w = c->w;
+	uint8_t slot;
+
+	/* A slot already processed would not come round for a whole lap. */
+	if (deadline_s <= w->wheel_done_s)
+		deadline_s = w->wheel_done_s + 1;
+	wheel_unlink(c);
+	slot = (uint8_t)(deadline_s % WHEEL_SLOTS);
+	c->deadline_s = deadline_s;
+	c->wheel_slot = slot;
+	c->wheel_next = w->wheel[slot];
+	if (c->wheel_next != NULL)
+		c->wheel_next->wheel_prev = c;
+	w->wheel[slot] = c;
+}
+
+/* ---- lists ------------------------------------------------------------- */
+
+static void
+unlink_single(struct conn **head, struct conn *c, size_t next_off)
+{
+	for (struct conn **pp = head; *pp != NULL;
+	    pp = (struct conn **)((char *)*pp + next_off)) {
+		if (*pp == c) {
+			*pp = *(struct conn **)((char *)c + next_off);
+			return;
+		}
+	}
+}
+
+/* ---- life and death ------------------------------------------------------ */
+
+static void read_cb(evutil_socket_t fd, short what, void *arg);
+static void write_cb(evutil_socket_t fd, short what, void *arg);
+
+struct conn *
+conn_new(struct worker *w, int fd, int refused)
+{
+	struct conn *c = xcalloc(1, sizeof(*c));
+	int one = 1;
+
+	/* Chat frames are small and latency-bound; we coalesce ourselves. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->w = w;
+	c->fd = fd;
+	c->refused = (uint8_t)refused;
+	c->last_rx_s = w->now_s;
+	c->out = evbuffer_new();
+	event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, read_cb, c);
+	event_assign(&c->wev, w->base, fd, EV_WRITE | EV_PERSIST, write_cb, c);
+	event_add(&c->rev, NULL);
+	c->next = w->conns;
+	if (w->conns != NULL)
+		w->conns->prev = c;
+	w->conns = c;
+	w->nconns++;
+	METRIC_INC(&w->metrics, connections);
+	if (refused) {
+		log_debug("conn_refused fd=%d reason=max_connections", fd);
+		conn_http_error(c, NULL, 503, "unavailable",
+		    "server at its connection limit; retry later",
+		    "Retry-After: 1\r\n", 1);
+	} else {
+		conn_schedule(c, w->now_s + HTTP_HEAD_TIMEOUT_S);
+	}
+	return c;
+}
+
+void
+conn_destroy(struct conn *c, int abort)
+{
+	struct worker *w = c->w;
+
+	if (abort) {
+		/* RST: drop what the kernel still holds for a peer that went away. */
+		struct linger lg = { 1, 0 };
+
+		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	event_del(&c->rev);
+	event_del(&c->wev);
+	close(c->fd);
+	wheel_unlink(c);
+	if (c->in_flush)
+		unlink_single(&w->flush_head, c, offsetof(struct conn, flush_next));
+	if (c->in_close)
+		unlink_single(&w->close_head, c, offsetof(struct conn, close_next));
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	w->nconns--;
+	METRIC_SUB(&w->metrics, connections, 1);
+	if (c->dec != NULL) {
+		METRIC_SUB(&w->metrics, websockets, 1);
+		ws_decoder_free(c->dec);
+		free(c->dec);
+	}
+	if (!c->refused)
+		ck_pr_dec_int(&w->srv->nconns);
+	evbuffer_free(c->out);
+	free(c->http_in);
+	free(c);
+	if (w->stopping && w->conns == NULL)
+		event_base_loopbreak(w->base);
+}
+
+/* ---- output ---------------------------------------------------------------- */
+
+static void
+conn_mark_dirty(struct conn *c)
+{
+	struct worker *w = c->w;
+
+	if (c->in_flush)
+		return;
+	worker_want_flush(w);
+	c->in_flush = 1;
+	c->flush_next = w->flush_head;
+	w->flush_head = c;
+}
+
+void
+conn_close_async(struct conn *c, uint16_t code)
+{
+	struct worker *w = c->w;
+
+	if (c->in_close)
+		return;
+	worker_want_flush(w);
+	c->close_code = code;
+	c->in_close = 1;
+	c->close_next = w->close_head;
+	w->close_head = c;
+}
+
+/* Append without the limit check: close frames and HTTP heads use it. */
+static void
+conn_append(struct conn *c, const void *data, size_t len)
+{
+	evbuffer_add(c->out, data, len);
+	conn_mark_dirty(c);
+}
+
+int
+conn_send(struct conn *c, const void *data, size_t len)
+{
+	if (c->state > CONN_WS || c->in_close)
+		return -1;   /* a closing connection gets no further frames */
+	if (evbuffer_get_length(c->out) + len > cfg_of(c)->out_limit) {
+		/* Never close from inside a send: the caller may be iterating. */
+		if (c->state == CONN_WS)
+			METRIC_INC(&c->w->metrics, slow_consumer_closes);
+		conn_close_async(c, c->state == CONN_WS ? WS_CLOSE_TRY_AGAIN : 0);
+		return -1;
+	}
+	conn_append(c, data, len);
+	return 0;
+}
+
+static int
+conn_send_frame(struct conn *c, enum ws_opcode op, const void *payload, size_t len)
+{
+	uint8_t frame[WS_MAX_HEADER + 256];
+	size_t hlen = ws_frame_header(frame, op, len);
+
+	/* Small frames go in as one piece: one chain, one iovec. */
+	if (len <= sizeof(frame) - hlen) {
+		memcpy(frame + hlen, payload, len);
+		if (conn_send(c, frame, hlen + len) != 0)
+			return -1;
+	} else {
+		if (conn_send(c, frame, hlen) != 0)
+			return -1;
+		conn_append(c, payload, len);
+	}
+	METRIC_INC(&c->w->metrics, frames_out);
+	return 0;
+}
+
+int
+conn_send_text(struct conn *c, const char *payload, size_t len)
+{
+	return conn_send_frame(c, WS_OP_TEXT, payload, len);
+}
+
+/* Send our close frame (once) and wait for the peer's, 5 s at most. */
+static void
+conn_ws_start_close(struct conn *c, uint16_t code)
+{
+	uint8_t frame[4];
+
+	if (c->state != CONN_WS)
+		return;
+	conn_append(c, frame, ws_close_frame(frame, code));
+	METRIC_INC(&c->w->metrics, frames_out);
+	conn_set_state(c, CONN_WS_CLOSING);
+}
+
+void
+conn_run_async_close(struct conn *c)
+{
+	if (c->close_code == 0) {
+		conn_destroy(c, 1);
+		return;
+	}
+	log_debug("conn_close fd=%d code=%u", c->fd, c->close_code);
+	conn_ws_start_close(c, c->close_code);
+}
+
+/* All output written: finish a close that was waiting for it. */
+static void
+conn_drained(struct conn *c)
+{
+	if (c->state != CONN_DRAINING)
+		return;
+	/*
+	 * Half-close and read until the peer's FIN: closing with unread input
+	 * would send an RST that can destroy our last response in flight.
+	 */
+	shutdown(c->fd, SHUT_WR);
+	conn_set_state(c, CONN_LINGER);
+}
+
+void
+conn_flush(struct conn *c)
+{
+	size_t left;
+	int n;
+
+	if (evbuffer_get_length(c->out) > 0) {
+		n = evbuffer_write_atmost(c->out, c->fd, WRITE_BUDGET);
+		if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			log_debug("conn_write_failed fd=%d error=\"%s\"", c->fd, strerror(errno));
+			conn_destroy(c, 1);
+			return;
+		}
+		if (n > 0)
+			METRIC_ADD(&c->w->metrics, bytes_out, n);
+	}
+	left = evbuffer_get_length(c->out);
+	if (left > 0 && !c->want_write) {
+		event_add(&c->wev, NULL);
+		c->want_write = 1;
+	} else if (left == 0 && c->want_write) {
+		event_del(&c->wev);
+		c->want_write = 0;
+	}
+	if (left == 0)
+		conn_drained(c);
+}
+
+static void
+write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	conn_flush(arg);
+}
+
+/* ---- HTTP ---------------------------------------------------------------- */
+
+void
+conn_http_respond(struct conn *c, const struct http_request *req, int status,
+    const char *content_type, const char *extra_headers, const void *body,
+    size_t body_len, int close)
+{
+	int keep_alive = req != NULL && req->keep_alive && !close &&
+	    !server_stopping(c->w->srv);
+	char head[1024];
+	int n;
+
+	n = snprintf(head, sizeof(head),
+	    "HTTP/1.1 %d %s\r\nServer: parleyd/" PACKAGE_VERSION "\r\n"
+	    "Content-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n"
+	    "%s%s\r\n", status, http_reason(status), content_type, body_len,
+	    extra_headers != NULL ? extra_headers : "",
+	    keep_alive ? (req->minor == 0 ? "Connection: keep-alive\r\n" : "") :
+	    "Connection: close\r\n");
+	conn_append(c, head, (size_t)n);
+	if (body_len > 0 && (req == NULL || req->method != HTTP_HEAD))
+		conn_append(c, body, body_len);
+	if (!keep_alive)
+		conn_set_state(c, CONN_DRAINING);
+}
+
+void
+conn_http_error(struct conn *c, const struct http_request *req, int status,
+    const char *code, const char *message, const char *extra_headers, int close)
+{
+	json_t *o = json_pack("{s:s, s:s}", "error", code, "message", message);
+	char *body = json_dumps(o, JSON_COMPACT);
+
+	conn_http_respond(c, req, status, "application/json", extra_headers,
+	    body, strlen(body), close);
+	free(body);
+	json_decref(o);
+}
+
+static const char *
+http_error_code(int status)
+{
+	switch (status) {
+	case 400: return "bad_request";
+	case 408: return "request_timeout";
+	case 411: return "length_required";
+	case 413: return "body_too_large";
+	case 431: return "headers_too_large";
+	case 501: return "not_implemented";
+	case 505: return "http_version_not_supported";
+	default: return "error";
+	}
+}
+
+static void
+conn_http_consume(struct conn *c, size_t n)
+{
+	memmove(c->http_in, c->http_in + n, c->http_len - n);
+	c->http_len -= (uint32_t)n;
+	c->req_start_s = c->w->now_s;
+}
+
+/* Parse and answer every complete request in http_in. */
+static void
+conn_http_process(struct conn *c)
+{
+	struct http_request req;
+
+	while (c->state == CONN_HTTP && c->http_len > 0) {
+		int r = http_parse_head(c->http_in, c->http_len, &req);
+		size_t body_len, total;
+
+		if (r == HTTP_PARSE_INCOMPLETE)
+			return;
+		if (r != HTTP_PARSE_OK) {
+			conn_http_error(c, NULL, r, http_error_code(r),
+			    http_reason(r), NULL, 1);
+			return;
+		}
+		if (req.chunked) {
+			conn_http_error(c, &req, 411, "length_required",
+			    "chunked request bodies are not accepted: send Content-Length",
+			    NULL, 1);
+			return;
+		}
+		body_len = req.content_length > 0 ? (size_t)req.content_length : 0;
+		total = req.head_len + body_len;
+		if (c->http_len < total)
+			return;   /* the body is still coming */
+		METRIC_INC(&c->w->metrics, http_requests);
+		router_dispatch(c, &req, c->http_in + req.head_len, body_len);
+		conn_http_consume(c, total);
+	}
+}
+
+/* After the 101: bytes that followed the request are WebSocket frames. */
+static void
+conn_http_handoff(struct conn *c)
+{
+	struct worker *w = c->w;
+	size_t rest = c->http_len;
+
+	memcpy(w->rbuf, c->http_in, rest);
+	free(c->http_in);
+	c->http_in = NULL;
+	c->http_len = c->http_cap = 0;
+	if (rest > 0)
+		conn_ws_input(c, w->rbuf, rest);
+}
+
+static void
+conn_http_read(struct conn *c)
+{
+	ssize_t n;
+
+	if (c->http_cap - c->http_len < 1024 && c->http_cap < HTTP_BUF_MAX) {
+		uint32_t cap = c->http_cap ? c->http_cap * 2 : HTTP_BUF_MIN;
+
+		c->http_cap = cap < HTTP_BUF_MAX ? cap : HTTP_BUF_MAX;
+		c->http_in = xrealloc(c->http_in, c->http_cap);
+	}
+	if (c->http_cap == c->http_len) {
+		conn_destroy(c, 1);   /* cannot happen: the parser bounds a request */
+		return;
+	}
+	n = read(c->fd, c->http_in + c->http_len, c->http_cap - c->http_len);
+	if (n <= 0) {
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		conn_destroy(c, n < 0);
+		return;
+	}
+	METRIC_ADD(&c->w->metrics, bytes_in, n);
+	if (c->http_len == 0)
+		c->req_start_s = c->w->now_s;
+	c->http_len += (uint32_t)n;
+	c->last_rx_s = c->w->now_s;
+	conn_http_process(c);
+	if (c->state == CONN_WS) {
+		conn_http_handoff(c);
+	} else if (c->http_len == 0 || c->state != CONN_HTTP) {
+		/* Idle keep-alive and closing connections hold no buffer. */
+		c->http_len = 0;
+		free(c->http_in);
+		c->http_in = NULL;
+		c->http_cap = 0;
+	}
+}
+
+void
+conn_upgrade(struct conn *c, int subprotocol)
+{
+	struct worker *w = c->w;
+
+	c->dec = xmalloc(sizeof(*c->dec));
+	ws_decoder_init(c->dec, cfg_of(c)->max_frame);
+	c->subprotocol = (uint8_t)subprotocol;
+	conn_set_state(c, CONN_WS);
+	METRIC_INC(&w->metrics, websockets);
+	conn_schedule(c, w->now_s + (uint32_t)cfg_of(c)->heartbeat);
+}
+
+/* ---- WebSocket ------------------------------------------------------------ */
+
+/* Reply {"type":..., ...} echoing ref when the request carried a valid one. */
+static void
+conn_ws_reply(struct conn *c, json_t *reply, json_t *ref)
+{
+	char buf[1024];
+	size_t n;
+
+	if (ref != NULL)
+		json_object_set(reply, "ref", ref);
+	n = json_dumpb(reply, buf, sizeof(buf), JSON_COMPACT);
+	if (n > 0 && n <= sizeof(buf)) {
+		conn_send_text(c, buf, n);
+	} else if (n > 0) {
+		char *big = json_dumps(reply, JSON_COMPACT);
+
+		conn_send_text(c, big, strlen(big));
+		free(big);
+	}
+	json_decref(reply);
+}
+
+static void
+conn_ws_error(struct conn *c, const char *code, const char *message, json_t *ref)
+{
+	conn_ws_reply(c, json_pack("{s:s, s:s, s:s}", "type", "error", "code", code,
+	    "message", message), ref);
+}
+
+/*
+ * The application layer until the chat protocol lands: {"type":"ping"} is
+ * answered with pong, every other object with bad_request, so the
+ * transport can be exercised alone.
+ */
+static void
+conn_ws_text(struct conn *c, const uint8_t *data, size_t len)
+{
+	json_t *root, *type, *ref;
+	json_error_t err;
+
+	root = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &err);
+	if (root == NULL || !json_is_object(root)) {
+		conn_ws_error(c, "bad_request", "a frame must hold one JSON object", NULL);
+		json_decref(root);
+		return;
+	}
+	ref = json_object_get(root, "ref");
+	if (ref != NULL && (!json_is_string(ref) || json_string_length(ref) > 64)) {
+		conn_ws_error(c, "bad_request", "ref must be a string of at most 64 bytes", NULL);
+	} else if ((type = json_object_get(root, "type")) == NULL || !json_is_string(type)) {
+		conn_ws_error(c, "bad_request", "missing or non-string type", ref);
+	} else if (strcmp(json_string_value(type), "ping") == 0) {
+		conn_ws_reply(c, json_pack("{s:s, s:I}", "type", "pong",
+		    "ts", (json_int_t)worker_now_ms()), ref);
+	} else {
+		conn_ws_error(c, "bad_request", "unknown type", ref);
+	}
+	json_decref(root);
+}
+
+/* Queue our last close frame (an echo or a failure) and end after it. */
+static void
+conn_ws_final_close(struct conn *c, uint16_t code)
+{
+	uint8_t frame[4];
+
+	if (code == WS_CLOSE_NO_STATUS) {
+		/* The peer's close had no code: echo an empty one. */
+		frame[0] = 0x80 | WS_OP_CLOSE;
+		frame[1] = 0;
+		conn_append(c, frame, 2);
+	} else {
+		conn_append(c, frame, ws_close_frame(frame, code));
+	}
+	METRIC_INC(&c->w->metrics, frames_out);
+	conn_set_state(c, CONN_DRAINING);
+}
+
+/* Feed received bytes to the decoder and act on every event. */
+static void
+conn_ws_input(struct conn *c, uint8_t *buf, size_t len)
+{
+	struct ws_message m;
+	size_t off = 0, used;
+
+	while (off < len) {
+		enum ws_event ev = ws_decode(c->dec, buf + off, len - off, &used, &m);
+
+		off += used;
+		if (ev == WS_EV_NEED_MORE)
+			return;
+		METRIC_INC(&c->w->metrics, frames_in);
+		switch (ev) {
+		case WS_EV_TEXT:
+			if (c->state == CONN_WS)
+				conn_ws_text(c, m.data, m.len);
+			break;
+		case WS_EV_PING:
+			if (c->state == CONN_WS)
+				conn_send_frame(c, WS_OP_PONG, m.data, m.len);
+			break;
+		case WS_EV_PONG:
+			break;
+		case WS_EV_CLOSE:
+			if (c->state == CONN_WS)
+				conn_ws_final_close(c, m.close_code);
+			else if (c->state == CONN_WS_CLOSING)
+				conn_destroy(c, 0);   /* it answered ours: we close TCP first */
+			return;
+		case WS_EV_ERROR:
+			log_debug("ws_protocol_error fd=%d code=%u reason=\"%s\"", c->fd,
+			    m.close_code, m.error ? m.error : "");
+			METRIC_INC(&c->w->metrics, protocol_closes);
+			if (c->state == CONN_WS)
+				conn_ws_final_close(c, m.close_code);
+			else
+				conn_destroy(c, 1);
+			return;
+		default:
+			break;
+		}
+	}
+}
+
+/* ---- events from the loop ------------------------------------------------------ */
+
+/* Read into the worker's scratch buffer; 0 = nothing to do, -1 = destroyed. */
+static ssize_t
+conn_read_scratch(struct conn *c)
+{
+	ssize_t n = read(c->fd, c->w->rbuf, c->w->rbuf_size);
+
+	if (n > 0) {
+		METRIC_ADD(&c->w->metrics, bytes_in, n);
+		c->last_rx_s = c->w->now_s;
+		return n;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	/* EOF or reset: nothing more can be said to this peer. */
+	conn_destroy(c, n < 0 || evbuffer_get_length(c->out) > 0);
+	return -1;
+}
+
+static void
+read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	ssize_t n;
+
+	if (c->state == CONN_HTTP) {
+		conn_http_read(c);
+		return;
+	}
+	if ((n = conn_read_scratch(c)) <= 0)
+		return;
+	/* DRAINING and LINGER discard input: nothing more will be answered. */
+	if (c->state == CONN_WS || c->state == CONN_WS_CLOSING)
+		conn_ws_input(c, c->w->rbuf, (size_t)n);
+}
+
+/* The heartbeat: ping a silent peer after heartbeat s, close it after 2x. */
+static void
+conn_ws_heartbeat(struct conn *c)
+{
+	struct worker *w = c->w;
+	uint32_t hb = (uint32_t)cfg_of(c)->heartbeat;
+	uint32_t idle = w->now_s - c->last_rx_s;
+
+	if (idle >= 2 * hb) {
+		METRIC_INC(&w->metrics, idle_closes);
+		log_debug("conn_idle_close fd=%d idle_s=%u", c->fd, idle);
+		conn_ws_start_close(c, WS_CLOSE_GOING_AWAY);
+		return;
+	}
+	if (idle >= hb) {
+		if (c->ping_sent_s <= c->last_rx_s || c->ping_sent_s == 0) {
+			c->ping_sent_s = w->now_s;
+			conn_send_frame(c, WS_OP_PING, NULL, 0);
+		}
+		conn_schedule(c, c->last_rx_s + 2 * hb);
+		return;
+	}
+	conn_schedule(c, c->last_rx_s + hb);
+}
+
+static void
+conn_http_timeout(struct conn *c)
+{
+	struct worker *w = c->w;
+
+	if (c->http_len > 0 && w->now_s - c->req_start_s >= HTTP_HEAD_TIMEOUT_S) {
+		conn_http_error(c, NULL, 408, "request_timeout",
+		    "the request did not arrive in time", NULL, 1);
+		return;
+	}
+	if (c->http_len == 0 && w->now_s - c->last_rx_s >= HTTP_IDLE_S &&
+	    evbuffer_get_length(c->out) == 0) {
+		conn_destroy(c, 0);
+		return;
+	}
+	conn_schedule(c, c->http_len > 0 ? c->req_start_s + HTTP_HEAD_TIMEOUT_S :
+	    c->last_rx_s + HTTP_IDLE_S);
+}
+
+void
+conn_timeout(struct conn *c)
+{
+	switch (c->state) {
+	case CONN_HTTP:
+		conn_http_timeout(c);
+		break;
+	case CONN_WS:
+		conn_ws_heartbeat(c);
+		break;
+	default:
+		/* A closing state outlived its bound: drop the connection. */
+		log_debug("conn_close_timeout fd=%d state=%d", c->fd, c->state);
+		conn_destroy(c, 1);
+		break;
+	}
+}
+
+void
+conn_shutdown(struct conn *c)
+{
+	switch (c->state) {
+	case CONN_HTTP:
+		if (c->http_len == 0 && evbuffer_get_length(c->out) == 0)
+			conn_destroy(c, 0);
+		else
+			conn_set_state(c, CONN_DRAINING);
+		break;
+	case CONN_WS:
+		conn_ws_start_close(c, WS_CLOSE_GOING_AWAY);
+		break;
+	default:
+		break;   /* already closing, within its own bound */
+	}
+}

@@ -1,0 +1,142 @@
+#include "config.h"
+
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "conn.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "router.h"
+#include "server.h"
+#include "settings.h"
+#include "worker.h"
+#include "ws.h"
+
+typedef void route_fn(struct conn *, const struct http_request *, const char *, size_t);
+
+#define M_GET (1u << HTTP_GET)
+#define M_HEAD (1u << HTTP_HEAD)
+
+struct route {
+	const char *path;
+	unsigned methods;      /* bit per enum http_method */
+	const char *allow;     /* the Allow header of a 405 */
+	route_fn *fn;
+};
+
+static void
+healthz(struct conn *c, const struct http_request *req, const char *body, size_t len)
+{
+	static const char ok[] = "{\"status\":\"ok\"}";
+
+	conn_http_respond(c, req, 200, "application/json", NULL, ok, sizeof(ok) - 1, 0);
+}
+
+static void
+readyz(struct conn *c, const struct http_request *req, const char *body, size_t len)
+{
+	static const char ready[] = "{\"status\":\"ready\"}";
+
+	/* No database yet: ready while the server accepts work. */
+	if (server_stopping(c->w->srv)) {
+		conn_http_error(c, req, 503, "not_ready", "shutting down", NULL, 0);
+		return;
+	}
+	conn_http_respond(c, req, 200, "application/json", NULL, ready, sizeof(ready) - 1, 0);
+}
+
+static void
+metrics(struct conn *c, const struct http_request *req, const char *body, size_t len)
+{
+	struct server *srv = c->w->srv;
+	struct metrics total;
+	struct evbuffer *out = evbuffer_new();
+
+	memset(&total, 0, sizeof(total));
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		metrics_add(&total, &srv->workers[i]->metrics);
+	metrics_render(&total, srv->max_connections, out);
+	conn_http_respond(c, req, 200, "text/plain; version=0.0.4; charset=utf-8",
+	    NULL, evbuffer_pullup(out, -1), evbuffer_get_length(out), 0);
+	evbuffer_free(out);
+}
+
+/* RFC 6455 section 4.2: validate the opening handshake, answer 101. */
+static void
+websocket(struct conn *c, const struct http_request *req, const char *body, size_t len)
+{
+	const struct http_str *key = http_header_get(req, "Sec-WebSocket-Key");
+	const struct http_str *version = http_header_get(req, "Sec-WebSocket-Version");
+	char accept[WS_ACCEPT_LEN + 1], head[256];
+	int subprotocol = 0;
+
+	if (!req->upgrade_websocket || !req->connection_upgrade) {
+		conn_http_error(c, req, 426, "upgrade_required",
+		    "this endpoint speaks WebSocket: send Upgrade: websocket and Connection: Upgrade",
+		    "Upgrade: websocket\r\nConnection: Upgrade\r\n", 0);
+		return;
+	}
+	if (req->minor < 1 || req->content_length > 0) {
+		conn_http_error(c, req, 400, "bad_request",
+		    "a WebSocket upgrade is an HTTP/1.1 GET without a body", NULL, 1);
+		return;
+	}
+	if (version == NULL) {
+		conn_http_error(c, req, 400, "bad_request",
+		    "missing Sec-WebSocket-Version", "Sec-WebSocket-Version: 13\r\n", 1);
+		return;
+	}
+	if (!http_str_eq(*version, "13")) {
+		conn_http_error(c, req, 426, "upgrade_required",
+		    "unsupported WebSocket version: use 13", "Sec-WebSocket-Version: 13\r\n", 0);
+		return;
+	}
+	if (key == NULL || !ws_client_key_valid(key->p, key->len)) {
+		conn_http_error(c, req, 400, "bad_request",
+		    "missing or malformed Sec-WebSocket-Key", NULL, 1);
+		return;
+	}
+	for (size_t i = 0; i < req->nheaders; i++)
+		if (http_str_ieq(req->headers[i].name, "Sec-WebSocket-Protocol") &&
+		    http_list_has_token(req->headers[i].value, "parley.v1"))
+			subprotocol = 1;
+	ws_accept_key(key->p, key->len, accept);
+	len = (size_t)snprintf(head, sizeof(head),
+	    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+	    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n", accept,
+	    subprotocol ? "Sec-WebSocket-Protocol: parley.v1\r\n" : "");
+	if (conn_send(c, head, len) == 0)
+		conn_upgrade(c, subprotocol);
+}
+
+static const struct route routes[] = {
+	{ "/healthz", M_GET | M_HEAD, "GET, HEAD", healthz },
+	{ "/readyz", M_GET | M_HEAD, "GET, HEAD", readyz },
+	{ "/metrics", M_GET | M_HEAD, "GET, HEAD", metrics },
+	{ "/ws", M_GET, "GET", websocket },
+};
+
+void
+router_dispatch(struct conn *c, const struct http_request *req,
+    const char *body, size_t body_len)
+{
+	char allow[64];
+
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		const struct route *r = &routes[i];
+
+		if (!http_str_eq(req->path, r->path))
+			continue;
+		if (r->methods & (1u << req->method)) {
+			r->fn(c, req, body, body_len);
+			return;
+		}
+		snprintf(allow, sizeof(allow), "Allow: %s\r\n", r->allow);
+		conn_http_error(c, req, 405, "method_not_allowed",
+		    "method not allowed on this path", allow, 0);
+		return;
+	}
+	conn_http_error(c, req, 404, "not_found", "no such path", NULL, 0);
+}

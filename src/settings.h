@@ -1,0 +1,76 @@
+/*
+ * settings.h - parleyd's settings: command line (getopt_long), config file,
+ * defaults and validation, all from one table of options.
+ *
+ * Owner: the main thread fills a struct settings before any other thread
+ * starts; afterwards workers only read it (it is never written again while
+ * they run), so no synchronisation is needed.
+ *
+ * The config file holds "key = value" lines with the long option names as
+ * keys, '#' comments, and true/false for switches; values given on the
+ * command line win over the file (PROTOCOL.md section 8).
+ */
+#ifndef PARLEY_SETTINGS_H
+#define PARLEY_SETTINGS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+struct settings {
+	char *listen_host;          /* --listen host part ("0.0.0.0", "::1", a name) */
+	uint16_t listen_port;
+	unsigned threads;           /* 0 = number of online CPUs */
+	char *db;                   /* libpq conninfo, NULL = in memory */
+	char *jwt_secret_file;
+	char *jwt_issuer;
+	char *jwt_audience;
+	int allow_anonymous;
+	char *tls_cert;
+	char *tls_key;
+	uint64_t max_connections;   /* 0 = derived from the open-files limit */
+	uint64_t max_body;
+	uint64_t max_frame;
+	uint64_t heartbeat;         /* seconds */
+	uint64_t out_limit;         /* bytes of pending output per connection */
+	uint64_t rate;              /* sequenced requests per second; 0 = unlimited */
+	uint64_t burst;
+	uint64_t batch_max;
+	uint64_t batch_delay;       /* milliseconds */
+	uint64_t backlog;
+	char *config_file;
+	int log_level;              /* enum log_level */
+
+	uint64_t set_on_cmdline;    /* bit i: option i came from argv (file must not override) */
+};
+
+enum settings_result {
+	SETTINGS_OK = 0,
+	SETTINGS_EXIT = 1,   /* --help or --version was printed: exit 0 */
+	SETTINGS_ERROR = 2,  /* err holds the message: exit 2 */
+};
+
+void settings_init(struct settings *cfg);
+void settings_free(struct settings *cfg);
+
+/*
+ * Parse the command line, then the config file it names (if any). On
+ * SETTINGS_ERROR, err holds "--flag: what is wrong" (or "file:line: ...").
+ */
+enum settings_result settings_parse(struct settings *cfg, int argc, char **argv,
+    char *err, size_t errsz);
+
+/* Apply one setting by its long name, as the config file does. */
+enum settings_result settings_set(struct settings *cfg, const char *name,
+    const char *value, char *err, size_t errsz);
+
+/* Read a config file; keys given on the command line are validated, not applied. */
+enum settings_result settings_load_file(struct settings *cfg, const char *path,
+    char *err, size_t errsz);
+
+/* Checks that involve several settings (run after parsing). */
+enum settings_result settings_validate(const struct settings *cfg, char *err,
+    size_t errsz);
+
+void settings_usage(FILE *out);
+
+#endif

@@ -1,0 +1,90 @@
+/*
+ * worker.h - one I/O thread: an event_base, a listening socket, a mailbox,
+ * and every connection it accepted (a connection never changes worker).
+ *
+ * Owner: everything in struct worker belongs to its thread, except
+ *   - mb, which any thread may push to (worker_post);
+ *   - metrics, which other threads read (never write) for /metrics.
+ * Functions here are called on the worker's own thread unless noted.
+ */
+#ifndef PARLEY_WORKER_H
+#define PARLEY_WORKER_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "mailbox.h"
+#include "metrics.h"
+
+struct server;
+struct conn;
+struct event;
+struct event_base;
+
+/* Messages a worker accepts in its mailbox. */
+enum worker_msg_kind {
+	WORKER_MSG_SHUTDOWN = 1,  /* stop accepting, close clients with 1001, exit */
+};
+
+/* Timer wheel of one-second slots: covers 2 x heartbeat without wrapping for
+ * the default; longer deadlines simply come round again and are re-filed. */
+#define WHEEL_SLOTS 64
+
+struct conn_list {
+	struct conn *head;
+};
+
+struct worker {
+	struct metrics metrics;        /* owner writes, others read: first, aligned */
+
+	unsigned id;
+	struct server *srv;
+	pthread_t thread;
+	int started;
+	struct event_base *base;
+
+	int listen_fd;                 /* this worker's SO_REUSEPORT socket, -1 once closed */
+	struct event *listen_ev;
+	int reserve_fd;                /* spare descriptor released to shed load on EMFILE */
+
+	struct mailbox mb;             /* any thread pushes; the worker takes */
+	struct event *mb_ev;
+	struct event *flush_ev;        /* end-of-iteration: coalesced writes, async closes */
+	struct event *tick_ev;         /* one-second timer driving the wheel */
+	struct event *stop_ev;         /* shutdown grace period */
+
+	struct conn *conns;            /* every connection, doubly linked */
+	uint64_t nconns;
+	struct conn *flush_head;       /* connections with output to write */
+	struct conn *close_head;       /* connections to close with a code, async */
+
+	struct conn *wheel[WHEEL_SLOTS];
+	uint32_t now_s;                /* seconds since the worker started (monotonic) */
+	uint32_t wheel_done_s;         /* last second whose slot was processed */
+	int64_t mono_origin_ms;
+
+	uint8_t *rbuf;                 /* read scratch shared by all its connections */
+	size_t rbuf_size;
+	int stopping;
+};
+
+/* Main thread: create the worker around an already listening socket. */
+struct worker *worker_new(struct server *srv, unsigned id, int listen_fd);
+/* Main thread: start its thread. Returns 0 or an errno value. */
+int worker_start(struct worker *w);
+/* Main thread: wait for its thread to end (no-op if it never started). */
+void worker_join(struct worker *w);
+/* Main thread, after every worker is joined (they read each other's
+ * metrics): free everything it owns. */
+void worker_free(struct worker *w);
+
+/* Any thread: hand the worker a message (ownership passes to the worker). */
+void worker_post(struct worker *w, struct mailbox_msg *msg);
+
+/* Worker thread: ask for a flush pass at the end of this loop iteration. */
+void worker_want_flush(struct worker *w);
+
+/* Worker thread: wall-clock milliseconds since the epoch. */
+int64_t worker_now_ms(void);
+
+#endif
