@@ -25,10 +25,10 @@
 
 #define HTTP_BUF_MAX (HTTP_MAX_HEAD + HTTP_MAX_BODY)
 #define HTTP_BUF_MIN 2048
-#define HTTP_HEAD_TIMEOUT_S 10  /* a request head must arrive within this */
-#define HTTP_IDLE_S 30          /* keep-alive connections idle this long are closed */
-#define CLOSE_WAIT_S 5          /* our close frame must be answered within this */
-#define LINGER_S 2              /* after our last byte, wait this long for the peer's FIN */
+#define HTTP_HEAD_TIMEOUT_MS 10000  /* a request head must arrive within this */
+#define HTTP_IDLE_MS 30000      /* keep-alive connections idle this long are closed */
+#define CLOSE_WAIT_MS 5000      /* our close frame must be answered within this */
+#define LINGER_MS 2000          /* after our last byte, wait this long for the peer's FIN */
 #define WRITE_BUDGET (256 * 1024) /* bytes per connection per write event */
 
 static void conn_ws_input(struct conn *c, uint8_t *buf, size_t len);
@@ -40,6 +40,7 @@ cfg_of(const struct conn *c)
 }
 
 static void conn_mark_dirty(struct conn *c);
+static void conn_schedule_ms(struct conn *c, uint32_t deadline_ms);
 
 /* The one place a connection changes state; closing states get their bound. */
 static void
@@ -48,11 +49,11 @@ conn_set_state(struct conn *c, enum conn_state state)
 	log_debug("conn_state fd=%d from=%d to=%d", c->fd, c->state, state);
 	c->state = (uint8_t)state;
 	if (state == CONN_WS_CLOSING || state == CONN_DRAINING)
-		conn_schedule(c, c->w->now_s + CLOSE_WAIT_S);
+		conn_schedule_ms(c, worker_clock_ms(c->w) + CLOSE_WAIT_MS);
 	if (state == CONN_DRAINING)
 		conn_mark_dirty(c);   /* the flush pass notices "all written" */
 	else if (state == CONN_LINGER)
-		conn_schedule(c, c->w->now_s + LINGER_S);
+		conn_schedule_ms(c, worker_clock_ms(c->w) + LINGER_MS);
 }
 
 /* ---- the timer wheel ------------------------------------------------- */
@@ -90,6 +91,21 @@ conn_schedule(struct conn *c, uint32_t deadline_s)
 	w->wheel[slot] = c;
 }
 
+/*
+ * Millisecond stamps wrap (uint32_t); the wheel counts seconds. Convert
+ * through the distance from now, rounded up so a deadline is never early.
+ */
+static void
+conn_schedule_ms(struct conn *c, uint32_t deadline_ms)
+{
+	uint64_t now = worker_clock_ms64(c->w);
+	int32_t ahead = (int32_t)(deadline_ms - (uint32_t)now);
+
+	if (ahead < 0)
+		ahead = 0;
+	conn_schedule(c, (uint32_t)((now + (uint64_t)ahead + 999) / 1000));
+}
+
 /* ---- lists ------------------------------------------------------------- */
 
 static void
@@ -120,7 +136,7 @@ conn_new(struct worker *w, int fd, int refused)
 	c->w = w;
 	c->fd = fd;
 	c->refused = (uint8_t)refused;
-	c->last_rx_s = w->now_s;
+	c->last_rx_ms = worker_clock_ms(w);
 	c->out = evbuffer_new();
 	event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, read_cb, c);
 	event_assign(&c->wev, w->base, fd, EV_WRITE | EV_PERSIST, write_cb, c);
@@ -137,7 +153,7 @@ conn_new(struct worker *w, int fd, int refused)
 		    "server at its connection limit; retry later",
 		    "Retry-After: 1\r\n", 1);
 	} else {
-		conn_schedule(c, w->now_s + HTTP_HEAD_TIMEOUT_S);
+		conn_schedule_ms(c, c->last_rx_ms + HTTP_HEAD_TIMEOUT_MS);
 	}
 	return c;
 }
@@ -393,7 +409,7 @@ conn_http_consume(struct conn *c, size_t n)
 {
 	memmove(c->http_in, c->http_in + n, c->http_len - n);
 	c->http_len -= (uint32_t)n;
-	c->req_start_s = c->w->now_s;
+	c->req_start_ms = worker_clock_ms(c->w);
 }
 
 /* Parse and answer every complete request in http_in. */
@@ -467,10 +483,10 @@ conn_http_read(struct conn *c)
 		return;
 	}
 	METRIC_ADD(&c->w->metrics, bytes_in, n);
+	c->last_rx_ms = worker_clock_ms(c->w);
 	if (c->http_len == 0)
-		c->req_start_s = c->w->now_s;
+		c->req_start_ms = c->last_rx_ms;
 	c->http_len += (uint32_t)n;
-	c->last_rx_s = c->w->now_s;
 	conn_http_process(c);
 	if (c->state == CONN_WS) {
 		conn_http_handoff(c);
@@ -493,7 +509,7 @@ conn_upgrade(struct conn *c, int subprotocol)
 	c->subprotocol = (uint8_t)subprotocol;
 	conn_set_state(c, CONN_WS);
 	METRIC_INC(&w->metrics, websockets);
-	conn_schedule(c, w->now_s + (uint32_t)cfg_of(c)->heartbeat);
+	conn_schedule_ms(c, c->last_rx_ms + 1000 * (uint32_t)cfg_of(c)->heartbeat);
 }
 
 /* ---- WebSocket ------------------------------------------------------------ */
@@ -631,7 +647,8 @@ conn_read_scratch(struct conn *c)
 
 	if (n > 0) {
 		METRIC_ADD(&c->w->metrics, bytes_in, n);
-		c->last_rx_s = c->w->now_s;
+		c->last_rx_ms = worker_clock_ms(c->w);
+		c->pinged = 0;
 		return n;
 	}
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -663,43 +680,43 @@ static void
 conn_ws_heartbeat(struct conn *c)
 {
 	struct worker *w = c->w;
-	uint32_t hb = (uint32_t)cfg_of(c)->heartbeat;
-	uint32_t idle = w->now_s - c->last_rx_s;
+	uint32_t hb_ms = 1000 * (uint32_t)cfg_of(c)->heartbeat;
+	uint32_t idle = worker_clock_ms(w) - c->last_rx_ms;
 
-	if (idle >= 2 * hb) {
+	if (idle >= 2 * hb_ms) {
 		METRIC_INC(&w->metrics, idle_closes);
-		log_debug("conn_idle_close fd=%d idle_s=%u", c->fd, idle);
+		log_debug("conn_idle_close fd=%d idle_ms=%u", c->fd, idle);
 		conn_ws_start_close(c, WS_CLOSE_GOING_AWAY);
 		return;
 	}
-	if (idle >= hb) {
-		if (c->ping_sent_s <= c->last_rx_s || c->ping_sent_s == 0) {
-			c->ping_sent_s = w->now_s;
+	if (idle >= hb_ms) {
+		if (!c->pinged) {
+			c->pinged = 1;
 			conn_send_frame(c, WS_OP_PING, NULL, 0);
 		}
-		conn_schedule(c, c->last_rx_s + 2 * hb);
+		conn_schedule_ms(c, c->last_rx_ms + 2 * hb_ms);
 		return;
 	}
-	conn_schedule(c, c->last_rx_s + hb);
+	conn_schedule_ms(c, c->last_rx_ms + hb_ms);
 }
 
 static void
 conn_http_timeout(struct conn *c)
 {
-	struct worker *w = c->w;
+	uint32_t now = worker_clock_ms(c->w);
 
-	if (c->http_len > 0 && w->now_s - c->req_start_s >= HTTP_HEAD_TIMEOUT_S) {
+	if (c->http_len > 0 && now - c->req_start_ms >= HTTP_HEAD_TIMEOUT_MS) {
 		conn_http_error(c, NULL, 408, "request_timeout",
 		    "the request did not arrive in time", NULL, 1);
 		return;
 	}
-	if (c->http_len == 0 && w->now_s - c->last_rx_s >= HTTP_IDLE_S &&
+	if (c->http_len == 0 && now - c->last_rx_ms >= HTTP_IDLE_MS &&
 	    evbuffer_get_length(c->out) == 0) {
 		conn_destroy(c, 0);
 		return;
 	}
-	conn_schedule(c, c->http_len > 0 ? c->req_start_s + HTTP_HEAD_TIMEOUT_S :
-	    c->last_rx_s + HTTP_IDLE_S);
+	conn_schedule_ms(c, c->http_len > 0 ? c->req_start_ms + HTTP_HEAD_TIMEOUT_MS :
+	    c->last_rx_ms + HTTP_IDLE_MS);
 }
 
 void

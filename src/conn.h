@@ -49,11 +49,11 @@ struct conn {
 	uint8_t refused;          /* accepted over --max-connections: 503 then close */
 	uint8_t subprotocol;      /* parley.v1 selected */
 	uint16_t close_code;      /* for the async close */
+	uint8_t pinged;           /* a heartbeat ping went out since the last byte in */
 	uint8_t wheel_slot;
-	uint32_t deadline_s;      /* when the wheel looks at it next */
-	uint32_t last_rx_s;       /* worker clock of the last byte received */
-	uint32_t ping_sent_s;     /* worker clock of our last heartbeat ping (0: none) */
-	uint32_t req_start_s;     /* HTTP: when the current request's first byte came */
+	uint32_t deadline_s;      /* worker second at which the wheel looks at it next */
+	uint32_t last_rx_ms;      /* worker clock (ms) of the last byte received */
+	uint32_t req_start_ms;    /* HTTP: when the current request's first byte came */
 
 	struct event rev, wev;
 

@@ -30,8 +30,26 @@ mono_ms(void)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t
+worker_clock_ms64(const struct worker *w)
+{
+	return (uint64_t)(mono_ms() - w->mono_origin_ms);
+}
+
+uint32_t
+worker_clock_ms(const struct worker *w)
+{
+	return (uint32_t)worker_clock_ms64(w);
+}
+
+uint32_t
+worker_clock_s(const struct worker *w)
+{
+	return (uint32_t)(worker_clock_ms64(w) / 1000);
 }
 
 int64_t
@@ -212,7 +230,7 @@ wheel_run_slot(struct worker *w, uint32_t second)
 
 	for (; c != NULL; c = next) {
 		next = c->wheel_next;
-		if (c->deadline_s <= w->now_s)
+		if (c->deadline_s <= second)
 			conn_timeout(c);   /* reschedules or destroys c */
 	}
 }
@@ -221,9 +239,8 @@ static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	uint32_t now = (uint32_t)((mono_ms() - w->mono_origin_ms) / 1000);
+	uint32_t now = worker_clock_s(w);
 
-	w->now_s = now;
 	/* Catch up on every slot since the last tick, at most one lap. */
 	while (w->wheel_done_s < now) {
 		w->wheel_done_s++;

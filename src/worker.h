@@ -59,9 +59,8 @@ struct worker {
 	struct conn *close_head;       /* connections to close with a code, async */
 
 	struct conn *wheel[WHEEL_SLOTS];
-	uint32_t now_s;                /* seconds since the worker started (monotonic) */
 	uint32_t wheel_done_s;         /* last second whose slot was processed */
-	int64_t mono_origin_ms;
+	int64_t mono_origin_ms;        /* worker clock zero (CLOCK_MONOTONIC_COARSE) */
 
 	uint8_t *rbuf;                 /* read scratch shared by all its connections */
 	size_t rbuf_size;
@@ -86,5 +85,15 @@ void worker_want_flush(struct worker *w);
 
 /* Worker thread: wall-clock milliseconds since the epoch. */
 int64_t worker_now_ms(void);
+
+/*
+ * Worker clock: milliseconds since the worker started, from the coarse
+ * monotonic clock (a vDSO read of a few ns, 1-4 ms resolution), cheap
+ * enough to stamp every read. Differences are wrap-safe in uint32_t.
+ */
+uint32_t worker_clock_ms(const struct worker *w);
+uint64_t worker_clock_ms64(const struct worker *w);
+/* Seconds on the same clock, for the wheel (wraps after 136 years). */
+uint32_t worker_clock_s(const struct worker *w);
 
 #endif
