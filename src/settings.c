@@ -198,6 +198,8 @@ set_option(struct settings *cfg, const struct option_def *o, const char *value,
 	enum log_level level;
 	uint64_t v;
 
+	cfg->set_explicitly |= 1ull << (o - options);
+
 	switch (o->type) {
 	case OPT_STRING:
 	case OPT_ACTION:
@@ -403,18 +405,28 @@ settings_parse(struct settings *cfg, int argc, char **argv, char *err, size_t er
 	return settings_validate(cfg, err, errsz);
 }
 
+static int
+explicit(const struct settings *cfg, const char *name)
+{
+	return (cfg->set_explicitly & (1ull << (option_by_name(name) - options))) != 0;
+}
+
 enum settings_result
-settings_validate(const struct settings *cfg, char *err, size_t errsz)
+settings_validate(struct settings *cfg, char *err, size_t errsz)
 {
 	if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
 		snprintf(err, errsz, "--tls-cert and --tls-key go together");
 		return SETTINGS_ERROR;
 	}
+	if (cfg->max_body > cfg->max_frame && !explicit(cfg, "max-body"))
+		cfg->max_body = cfg->max_frame;
 	if (cfg->max_body > cfg->max_frame) {
 		snprintf(err, errsz, "--max-body (%llu) must not exceed --max-frame (%llu)",
 		    (unsigned long long)cfg->max_body, (unsigned long long)cfg->max_frame);
 		return SETTINGS_ERROR;
 	}
+	if (cfg->out_limit < cfg->max_frame && !explicit(cfg, "out-limit"))
+		cfg->out_limit = cfg->max_frame;
 	if (cfg->out_limit < cfg->max_frame) {
 		snprintf(err, errsz, "--out-limit (%llu) must be at least --max-frame (%llu)",
 		    (unsigned long long)cfg->out_limit, (unsigned long long)cfg->max_frame);

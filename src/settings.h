@@ -41,6 +41,7 @@ struct settings {
 	int log_level;              /* enum log_level */
 
 	uint64_t set_on_cmdline;    /* bit i: option i came from argv (file must not override) */
+	uint64_t set_explicitly;    /* bit i: option i came from argv or the file */
 };
 
 enum settings_result {
@@ -67,8 +68,13 @@ enum settings_result settings_set(struct settings *cfg, const char *name,
 enum settings_result settings_load_file(struct settings *cfg, const char *path,
     char *err, size_t errsz);
 
-/* Checks that involve several settings (run after parsing). */
-enum settings_result settings_validate(const struct settings *cfg, char *err,
+/*
+ * Checks that involve several settings (run after parsing). A default that
+ * conflicts with an explicit setting follows it (--max-frame 1024 alone
+ * lowers the default --max-body); two explicit settings that conflict are
+ * an error.
+ */
+enum settings_result settings_validate(struct settings *cfg, char *err,
     size_t errsz);
 
 void settings_usage(FILE *out);

@@ -140,6 +140,23 @@ test_listen_forms(void)
 	settings_free(&cfg);
 }
 
+static void
+test_defaults_follow_explicit(void)
+{
+	struct settings cfg;
+
+	/* A small --max-frame alone lowers the default --max-body to fit. */
+	CU_ASSERT_EQUAL(parse(&cfg, (const char *[]){ "--max-frame", "1024", NULL }), SETTINGS_OK);
+	CU_ASSERT_EQUAL(cfg.max_body, 1024);
+	CU_ASSERT_EQUAL(cfg.out_limit, 1048576);
+	settings_free(&cfg);
+	/* A large --max-frame alone raises the default --out-limit to fit. */
+	CU_ASSERT_EQUAL(parse(&cfg, (const char *[]){ "--max-frame", "4194304", NULL }), SETTINGS_OK);
+	CU_ASSERT_EQUAL(cfg.out_limit, 4194304);
+	CU_ASSERT_EQUAL(cfg.max_body, 4000);
+	settings_free(&cfg);
+}
+
 static char *
 write_file(const char *text)
 {
@@ -231,6 +248,7 @@ main(void)
 	CU_add_test(s, "every flag", test_every_flag);
 	CU_add_test(s, "bad values are named", test_bad_values);
 	CU_add_test(s, "listen forms", test_listen_forms);
+	CU_add_test(s, "defaults follow explicit settings", test_defaults_follow_explicit);
 	CU_add_test(s, "config file, command line wins", test_config_file);
 	CU_add_test(s, "config file errors", test_config_file_errors);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
