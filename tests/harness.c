@@ -1,0 +1,575 @@
+/*
+ * harness.c - start/stop the real parleyd and talk raw HTTP to it.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define START_TIMEOUT_MS 5000
+#define START_ATTEMPTS 5
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int
+remaining(int64_t deadline)
+{
+	int64_t left = deadline - now_ms();
+
+	return left < 0 ? 0 : (int)left;
+}
+
+static void
+sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+const char *
+harness_binary(void)
+{
+	const char *p = getenv("PARLEYD");
+
+	return p != NULL && *p != '\0' ? p : "./parleyd";
+}
+
+int
+harness_free_port(void)
+{
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	int fd, port;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
+		close(fd);
+		return -1;
+	}
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+void
+server_dump_log(const struct server *s, const char *why)
+{
+	char buf[4096];
+	size_t n;
+	FILE *f;
+
+	fprintf(stderr, "\n---- parleyd log (%s) %s ----\n", why ? why : "",
+	    s->log);
+	f = fopen(s->log, "r");
+	if (f == NULL) {
+		fprintf(stderr, "(cannot open: %s)\n", strerror(errno));
+		return;
+	}
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		fwrite(buf, 1, n, stderr);
+	fclose(f);
+	fprintf(stderr, "---- end of log ----\n");
+}
+
+void
+server_remove_log(struct server *s)
+{
+	if (s->log[0] != '\0')
+		unlink(s->log);
+	s->log[0] = '\0';
+}
+
+/* Does the log say the listen address was taken? */
+static int
+log_says_in_use(const struct server *s)
+{
+	char buf[65536];
+	size_t n;
+	FILE *f = fopen(s->log, "r");
+
+	if (f == NULL)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return strcasestr(buf, "in use") != NULL ||
+	    strcasestr(buf, "EADDRINUSE") != NULL;
+}
+
+static int
+status_of(int wstatus)
+{
+	if (WIFEXITED(wstatus))
+		return WEXITSTATUS(wstatus);
+	if (WIFSIGNALED(wstatus))
+		return 128 + WTERMSIG(wstatus);
+	return -1;
+}
+
+static pid_t
+spawn(struct server *s, const char *const extra_args[])
+{
+	const char *argv[64];
+	char listen[64];
+	int argc = 0, i, fd;
+	pid_t pid;
+
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", s->port);
+	argv[argc++] = harness_binary();
+	argv[argc++] = "-l";
+	argv[argc++] = listen;
+	argv[argc++] = "--log-level";
+	argv[argc++] = "debug";
+	for (i = 0; extra_args != NULL && extra_args[i] != NULL &&
+	    argc < 63; i++)
+		argv[argc++] = extra_args[i];
+	argv[argc] = NULL;
+
+	fd = open(s->log, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		close(fd);
+		return -1;
+	}
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_RDONLY);
+
+		/* Never outlive a crashed test program. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (devnull >= 0)
+			dup2(devnull, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		signal(SIGPIPE, SIG_DFL);
+		execv(argv[0], (char *const *)argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(fd);
+	fprintf(stderr, "[harness] started pid %d:", (int)pid);
+	for (i = 0; i < argc; i++)
+		fprintf(stderr, " %s", argv[i]);
+	fprintf(stderr, " (log %s)\n", s->log);
+	return pid;
+}
+
+int
+server_alive(struct server *s)
+{
+	int wstatus;
+
+	if (s->pid <= 0)
+		return 0;
+	if (waitpid(s->pid, &wstatus, WNOHANG) == s->pid) {
+		fprintf(stderr, "[harness] pid %d exited early, status %d\n",
+		    (int)s->pid, status_of(wstatus));
+		s->pid = 0;
+		return 0;
+	}
+	return 1;
+}
+
+static int
+healthz(int port)
+{
+	static const char req[] = "GET /healthz HTTP/1.1\r\n"
+	    "Host: 127.0.0.1\r\nConnection: close\r\n\r\n";
+	struct http_resp r;
+	int st;
+
+	st = http_request(port, req, sizeof(req) - 1, &r, 1000);
+	http_resp_free(&r);
+	return st;
+}
+
+int
+server_start(struct server *s, const char *const extra_args[])
+{
+	int attempt, fd;
+	int64_t deadline;
+
+	memset(s, 0, sizeof(*s));
+	snprintf(s->log, sizeof(s->log), "/tmp/parleyd-test-XXXXXX");
+	fd = mkstemp(s->log);
+	if (fd < 0)
+		return -1;
+	close(fd);
+
+	for (attempt = 0; attempt < START_ATTEMPTS; attempt++) {
+		s->port = harness_free_port();
+		if (s->port < 0)
+			return -1;
+		s->pid = spawn(s, extra_args);
+		if (s->pid < 0) {
+			s->pid = 0;
+			return -1;
+		}
+		deadline = now_ms() + START_TIMEOUT_MS;
+		while (now_ms() < deadline) {
+			if (healthz(s->port) == 200)
+				return 0;
+			if (!server_alive(s))
+				break;
+			sleep_ms(25);
+		}
+		if (s->pid > 0) {
+			fprintf(stderr, "[harness] /healthz not 200 within "
+			    "%d ms\n", START_TIMEOUT_MS);
+			server_stop(s, SIGKILL, 1000);
+			server_dump_log(s, "start timeout");
+			return -1;
+		}
+		if (!log_says_in_use(s)) {
+			server_dump_log(s, "exited during start");
+			return -1;
+		}
+		fprintf(stderr, "[harness] port %d taken, retrying\n", s->port);
+	}
+	server_dump_log(s, "no free port");
+	return -1;
+}
+
+int
+server_stop(struct server *s, int sig, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	int wstatus;
+	pid_t r;
+
+	if (s->pid <= 0)
+		return -1;
+	if (sig != 0)
+		kill(s->pid, sig);
+	for (;;) {
+		r = waitpid(s->pid, &wstatus, WNOHANG);
+		if (r == s->pid) {
+			s->pid = 0;
+			return status_of(wstatus);
+		}
+		if (r < 0 && errno != EINTR) {
+			s->pid = 0;
+			return -1;
+		}
+		if (now_ms() >= deadline)
+			break;
+		sleep_ms(10);
+	}
+	fprintf(stderr, "[harness] pid %d did not exit within %d ms after "
+	    "signal %d: SIGKILL\n", (int)s->pid, timeout_ms, sig);
+	kill(s->pid, SIGKILL);
+	while (waitpid(s->pid, &wstatus, 0) < 0 && errno == EINTR)
+		;
+	s->pid = 0;
+	return -1;
+}
+
+int
+server_metric(struct server *s, const char *name, double *value)
+{
+	static const char req[] = "GET /metrics HTTP/1.1\r\n"
+	    "Host: 127.0.0.1\r\nConnection: close\r\n\r\n";
+	struct http_resp r;
+	size_t nlen = strlen(name);
+	const char *line;
+	char *end;
+	int rc = -1;
+
+	if (http_request(s->port, req, sizeof(req) - 1, &r, 3000) != 200) {
+		http_resp_free(&r);
+		return -1;
+	}
+	for (line = r.body; line != NULL && *line != '\0';
+	    line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+		if (*line == '#')
+			continue;
+		if (strncmp(line, name, nlen) == 0 && line[nlen] == ' ') {
+			*value = strtod(line + nlen + 1, &end);
+			if (end != line + nlen + 1)
+				rc = 0;
+			break;
+		}
+	}
+	http_resp_free(&r);
+	return rc;
+}
+
+/* ---- raw HTTP ------------------------------------------------------- */
+
+static int
+wait_fd(int fd, short events, int64_t deadline)
+{
+	struct pollfd pfd;
+	int r;
+
+	for (;;) {
+		pfd.fd = fd;
+		pfd.events = events;
+		pfd.revents = 0;
+		r = poll(&pfd, 1, remaining(deadline));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		return r > 0 ? 1 : 0;
+	}
+}
+
+int
+http_open(struct http_conn *hc, int port, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(int);
+	int err = 0;
+
+	hc->len = 0;
+	hc->buf = malloc(HTTP_BUF);
+	hc->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (hc->buf == NULL || hc->fd < 0)
+		goto err;
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(hc->fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+		return 0;
+	if (errno != EINPROGRESS || wait_fd(hc->fd, POLLOUT, deadline) != 1 ||
+	    getsockopt(hc->fd, SOL_SOCKET, SO_ERROR, &err, &sl) < 0 || err)
+		goto err;
+	return 0;
+err:
+	http_close(hc);
+	return -1;
+}
+
+int
+http_send(struct http_conn *hc, const void *buf, size_t len, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	const char *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		n = send(hc->fd, p, len, MSG_NOSIGNAL);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+		} else if (n < 0 && errno == EINTR) {
+			continue;
+		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (wait_fd(hc->fd, POLLOUT, deadline) != 1)
+				return -1;
+		} else {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Read more into hc->buf: >0 bytes, 0 timeout, -1 EOF/error/full. */
+static int
+http_fill(struct http_conn *hc, int64_t deadline)
+{
+	ssize_t n;
+	int r;
+
+	if (hc->len >= HTTP_BUF - 1)
+		return -1;
+	for (;;) {
+		n = recv(hc->fd, hc->buf + hc->len, HTTP_BUF - 1 - hc->len, 0);
+		if (n > 0) {
+			hc->len += (size_t)n;
+			hc->buf[hc->len] = '\0';
+			return (int)n;
+		}
+		if (n == 0)
+			return -1;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -1;
+		r = wait_fd(hc->fd, POLLIN, deadline);
+		if (r != 1)
+			return r;
+	}
+}
+
+static int
+head_header(const char *head, const char *name, char *out, size_t outsz)
+{
+	const char *line = strstr(head, "\r\n"), *v, *e;
+	size_t nlen = strlen(name), vlen;
+
+	while (line != NULL && line[2] != '\0' && line[2] != '\r') {
+		line += 2;
+		e = strstr(line, "\r\n");
+		if (e == NULL)
+			break;
+		if (strncasecmp(line, name, nlen) == 0 && line[nlen] == ':') {
+			v = line + nlen + 1;
+			while (v < e && (*v == ' ' || *v == '\t'))
+				v++;
+			vlen = (size_t)(e - v);
+			if (vlen >= outsz)
+				vlen = outsz - 1;
+			memcpy(out, v, vlen);
+			out[vlen] = '\0';
+			return 1;
+		}
+		line = e;
+	}
+	return 0;
+}
+
+int
+http_header(const struct http_resp *r, const char *name, char *out,
+    size_t outsz)
+{
+	return head_header(r->head, name, out, outsz);
+}
+
+int
+http_read(struct http_conn *hc, struct http_resp *r, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	char tmp[64], *end;
+	size_t headlen, clen = 0, have;
+	int has_cl = 0, to_eof = 0, status, f;
+
+	memset(r, 0, sizeof(*r));
+	r->status = -1;
+	if (hc->fd < 0)
+		return -1;
+	hc->buf[hc->len] = '\0';
+	while ((end = strstr(hc->buf, "\r\n\r\n")) == NULL)
+		if (http_fill(hc, deadline) <= 0)
+			return -1;
+	headlen = (size_t)(end - hc->buf) + 4;
+	if (headlen >= sizeof(r->head))
+		return -1;
+	memcpy(r->head, hc->buf, headlen);
+	r->head[headlen] = '\0';
+	if (sscanf(r->head, "HTTP/1.%*1[01] %3d", &status) != 1)
+		return -1;
+	if (head_header(r->head, "Content-Length", tmp, sizeof(tmp))) {
+		has_cl = 1;
+		clen = strtoul(tmp, NULL, 10);
+	} else if ((head_header(r->head, "Connection", tmp, sizeof(tmp)) &&
+	    strcasestr(tmp, "close") != NULL) ||
+	    strncmp(r->head, "HTTP/1.0", 8) == 0) {
+		to_eof = 1;
+	}
+	if (status == 204 || status == 304 || status / 100 == 1)
+		has_cl = 1, clen = 0, to_eof = 0;
+	for (;;) {
+		have = hc->len - headlen;
+		if (has_cl && have >= clen)
+			break;
+		if (!has_cl && !to_eof)
+			break;
+		f = http_fill(hc, deadline);
+		if (f < 0 && to_eof)
+			break;
+		if (f <= 0)
+			return -1;
+	}
+	have = hc->len - headlen;
+	if (has_cl && have > clen)
+		have = clen;
+	r->body = malloc(have + 1);
+	if (r->body == NULL)
+		return -1;
+	memcpy(r->body, hc->buf + headlen, have);
+	r->body[have] = '\0';
+	r->body_len = have;
+	memmove(hc->buf, hc->buf + headlen + have, hc->len - headlen - have);
+	hc->len -= headlen + have;
+	hc->buf[hc->len] = '\0';
+	r->status = status;
+	return status;
+}
+
+int
+http_wait_eof(struct http_conn *hc, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	int r;
+
+	for (;;) {
+		hc->len = 0;
+		r = http_fill(hc, deadline);
+		if (r < 0)
+			return 1;
+		if (r == 0)
+			return 0;
+	}
+}
+
+void
+http_close(struct http_conn *hc)
+{
+	if (hc->fd >= 0)
+		close(hc->fd);
+	hc->fd = -1;
+	free(hc->buf);
+	hc->buf = NULL;
+	hc->len = 0;
+}
+
+int
+http_request(int port, const char *req, size_t len, struct http_resp *r,
+    int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	struct http_conn hc;
+	int st;
+
+	memset(r, 0, sizeof(*r));
+	r->status = -1;
+	if (http_open(&hc, port, timeout_ms) < 0)
+		return -1;
+	/* The server may answer (and close) before reading everything. */
+	(void)http_send(&hc, req, len, remaining(deadline));
+	st = http_read(&hc, r, remaining(deadline));
+	http_close(&hc);
+	return st;
+}
+
+void
+http_resp_free(struct http_resp *r)
+{
+	free(r->body);
+	r->body = NULL;
+}

@@ -1,0 +1,93 @@
+/*
+ * harness.h - start and stop the real parleyd for integration tests, and a
+ * raw HTTP/1.1 connection that exposes response heads (pipelining, headers).
+ *
+ * The binary is $PARLEYD, or ./parleyd when unset. Every wait is bounded.
+ */
+#ifndef PARLEY_HARNESS_H
+#define PARLEY_HARNESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define HARNESS_PATH 256
+
+struct server {
+	pid_t pid;              /* 0 when not running */
+	int port;               /* 127.0.0.1:port */
+	char log[HARNESS_PATH]; /* the server's stdout and stderr */
+};
+
+/* The binary under test: $PARLEYD or "./parleyd". */
+const char *harness_binary(void);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago, or -1. */
+int harness_free_port(void);
+
+/*
+ * Run the server with "-l 127.0.0.1:<port> --log-level debug" and the
+ * NULL-terminated extra_args (may be NULL), and wait up to 5 s for GET
+ * /healthz to answer 200. Retries on a new port when the port was taken.
+ * Returns 0, or -1 (the log is dumped to stderr).
+ */
+int server_start(struct server *s, const char *const extra_args[]);
+
+/*
+ * Send sig (0: send nothing, only wait) and wait up to timeout_ms for the
+ * process to exit. Returns its exit status (0-255), 128 + the signal that
+ * killed it, or -1 when it had to be killed with SIGKILL after the timeout
+ * (or was not running).
+ */
+int server_stop(struct server *s, int sig, int timeout_ms);
+
+/* 1 while the process has not exited (reaps it if it has). */
+int server_alive(struct server *s);
+
+/* Fetch /metrics and read the sample "name value". 0 on success, else -1. */
+int server_metric(struct server *s, const char *name, double *value);
+
+/* Print the server's log to stderr (for failures). */
+void server_dump_log(const struct server *s, const char *why);
+
+/* Remove the log file. */
+void server_remove_log(struct server *s);
+
+/* ---- raw HTTP ------------------------------------------------------- */
+
+#define HTTP_BUF (256 * 1024)
+
+struct http_conn {
+	int fd;
+	size_t len;             /* bytes buffered in buf */
+	char *buf;              /* HTTP_BUF bytes, malloc'd by http_open */
+};
+
+struct http_resp {
+	int status;
+	char head[16384];       /* status line and headers, NUL-terminated */
+	char *body;             /* malloc'd, NUL-terminated; free with http_resp_free */
+	size_t body_len;
+};
+
+/* Connect to 127.0.0.1:port. 0, or -1. */
+int http_open(struct http_conn *hc, int port, int timeout_ms);
+int http_send(struct http_conn *hc, const void *buf, size_t len, int timeout_ms);
+/*
+ * Read one response (Content-Length body, or up to EOF when the response
+ * has none and says Connection: close or is HTTP/1.0). Returns the status,
+ * or -1 on timeout, EOF before a full response or a malformed response.
+ */
+int http_read(struct http_conn *hc, struct http_resp *r, int timeout_ms);
+/* 1 if the server closed the connection within timeout_ms (buffered data dropped). */
+int http_wait_eof(struct http_conn *hc, int timeout_ms);
+void http_close(struct http_conn *hc);
+
+/* Open, send req, read one response, close. Returns the status or -1. */
+int http_request(int port, const char *req, size_t len, struct http_resp *r,
+    int timeout_ms);
+/* A header value of a response; 1 if found. */
+int http_header(const struct http_resp *r, const char *name, char *out,
+    size_t outsz);
+void http_resp_free(struct http_resp *r);
+
+#endif
