@@ -174,7 +174,7 @@ conn_destroy(struct conn *c, int abort)
 	close(c->fd);
 	wheel_unlink(c);
 	if (c->in_flush)
-		unlink_single(&w->flush_head, c, offsetof(struct conn, flush_next));
+		conn_flush_unlink(c);
 	if (c->in_close)
 		unlink_single(&w->close_head, c, offsetof(struct conn, close_next));
 	if (c->prev != NULL)
@@ -210,8 +210,26 @@ conn_mark_dirty(struct conn *c)
 		return;
 	worker_want_flush(w);
 	c->in_flush = 1;
+	c->flush_prev = NULL;
 	c->flush_next = w->flush_head;
+	if (w->flush_head != NULL)
+		w->flush_head->flush_prev = c;
 	w->flush_head = c;
+}
+
+void
+conn_flush_unlink(struct conn *c)
+{
+	struct worker *w = c->w;
+
+	if (c->flush_prev != NULL)
+		c->flush_prev->flush_next = c->flush_next;
+	else
+		w->flush_head = c->flush_next;
+	if (c->flush_next != NULL)
+		c->flush_next->flush_prev = c->flush_prev;
+	c->flush_prev = c->flush_next = NULL;
+	c->in_flush = 0;
 }
 
 void

@@ -65,7 +65,7 @@ struct conn {
 	struct ws_decoder *dec;   /* WebSocket: allocated at the upgrade */
 
 	struct conn *prev, *next;           /* w->conns */
-	struct conn *flush_next;            /* w->flush_head */
+	struct conn *flush_prev, *flush_next; /* w->flush_head: O(1) unlink on destroy */
 	struct conn *close_next;            /* w->close_head */
 	struct conn *wheel_prev, *wheel_next;
 };
@@ -107,6 +107,7 @@ void conn_http_error(struct conn *c, const struct http_request *req,
 void conn_upgrade(struct conn *c, int subprotocol);
 
 /* Worker callbacks (worker.c drives these). */
+void conn_flush_unlink(struct conn *c);       /* take c off the flush list */
 void conn_flush(struct conn *c);              /* write what is pending */
 void conn_run_async_close(struct conn *c);    /* carry out conn_close_async */
 void conn_timeout(struct conn *c);            /* the wheel reached deadline_s */

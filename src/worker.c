@@ -86,9 +86,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 		conn_run_async_close(c);
 	}
 	while ((c = w->flush_head) != NULL) {
-		w->flush_head = c->flush_next;
-		c->flush_next = NULL;
-		c->in_flush = 0;
+		conn_flush_unlink(c);
 		conn_flush(c);   /* may destroy c: it is already off the list */
 	}
 }
