@@ -427,21 +427,50 @@ conn_http_consume(struct conn *c, size_t n)
 {
 	memmove(c->http_in, c->http_in + n, c->http_len - n);
 	c->http_len -= (uint32_t)n;
+	c->http_scanned = 0;
+	c->http_need = 0;
 	c->req_start_ms = worker_clock_ms(c->w);
+}
+
+/*
+ * The parser is stateless and reads from the start each time. Re-parse
+ * only when it can say something new: on a request's first bytes (early
+ * errors for garbage), once the head's final CRLF CRLF has arrived, or at
+ * the size limit; and not at all while a parsed head waits for its body.
+ * A client sending a byte at a time then costs O(bytes), not O(bytes^2).
+ */
+static int
+conn_http_worth_parsing(struct conn *c, size_t first_read)
+{
+	size_t from = c->http_scanned > 3 ? c->http_scanned - 3 : 0;
+
+	if (c->http_need > 0)
+		return c->http_len >= c->http_need;
+	if (c->http_len == first_read || c->http_len >= HTTP_MAX_HEAD)
+		return 1;
+	if (memmem(c->http_in + from, c->http_len - from, "\r\n\r\n", 4) != NULL)
+		return 1;
+	c->http_scanned = c->http_len;
+	return 0;
 }
 
 /* Parse and answer every complete request in http_in. */
 static void
-conn_http_process(struct conn *c)
+conn_http_process(struct conn *c, size_t first_read)
 {
 	struct http_request req;
 
 	while (c->state == CONN_HTTP && c->http_len > 0) {
-		int r = http_parse_head(c->http_in, c->http_len, &req);
+		int r;
 		size_t body_len, total;
 
-		if (r == HTTP_PARSE_INCOMPLETE)
+		if (!conn_http_worth_parsing(c, first_read))
 			return;
+		first_read = 0;
+		if ((r = http_parse_head(c->http_in, c->http_len, &req)) == HTTP_PARSE_INCOMPLETE) {
+			c->http_scanned = c->http_len;
+			return;
+		}
 		if (r != HTTP_PARSE_OK) {
 			conn_http_error(c, NULL, r, http_error_code(r),
 			    http_reason(r), NULL, 1);
@@ -455,8 +484,10 @@ conn_http_process(struct conn *c)
 		}
 		body_len = req.content_length > 0 ? (size_t)req.content_length : 0;
 		total = req.head_len + body_len;
-		if (c->http_len < total)
-			return;   /* the body is still coming */
+		if (c->http_len < total) {
+			c->http_need = (uint32_t)total;   /* the body is still coming */
+			return;
+		}
 		METRIC_INC(&c->w->metrics, http_requests);
 		router_dispatch(c, &req, c->http_in + req.head_len, body_len);
 		conn_http_consume(c, total);
@@ -505,7 +536,7 @@ conn_http_read(struct conn *c)
 	if (c->http_len == 0)
 		c->req_start_ms = c->last_rx_ms;
 	c->http_len += (uint32_t)n;
-	conn_http_process(c);
+	conn_http_process(c, c->http_len == (uint32_t)n ? (size_t)n : 0);
 	if (c->state == CONN_WS) {
 		conn_http_handoff(c);
 	} else if (c->http_len == 0 || c->state != CONN_HTTP) {

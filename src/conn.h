@@ -61,6 +61,8 @@ struct conn {
 
 	char *http_in;            /* HTTP: bytes of the current request(s) */
 	uint32_t http_len, http_cap;
+	uint32_t http_scanned;    /* bytes searched for the end of the head */
+	uint32_t http_need;       /* head parsed: bytes needed with its body */
 
 	struct ws_decoder *dec;   /* WebSocket: allocated at the upgrade */
 
