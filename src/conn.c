@@ -254,18 +254,30 @@ conn_append(struct conn *c, const void *data, size_t len)
 	conn_mark_dirty(c);
 }
 
-int
-conn_send(struct conn *c, const void *data, size_t len)
+/*
+ * May len more bytes be queued? Over --out-limit a WebSocket is a slow
+ * consumer: it gets a queued close 1013 and nothing more.
+ */
+static int
+conn_may_send(struct conn *c, size_t len)
 {
 	if (c->state > CONN_WS || c->in_close)
-		return -1;   /* a closing connection gets no further frames */
+		return 0;   /* a closing connection gets no further frames */
 	if (evbuffer_get_length(c->out) + len > cfg_of(c)->out_limit) {
 		/* Never close from inside a send: the caller may be iterating. */
 		if (c->state == CONN_WS)
 			METRIC_INC(&c->w->metrics, slow_consumer_closes);
 		conn_close_async(c, c->state == CONN_WS ? WS_CLOSE_TRY_AGAIN : 0);
-		return -1;
+		return 0;
 	}
+	return 1;
+}
+
+int
+conn_send(struct conn *c, const void *data, size_t len)
+{
+	if (!conn_may_send(c, len))
+		return -1;
 	conn_append(c, data, len);
 	return 0;
 }
@@ -276,14 +288,15 @@ conn_send_frame(struct conn *c, enum ws_opcode op, const void *payload, size_t l
 	uint8_t frame[WS_MAX_HEADER + 256];
 	size_t hlen = ws_frame_header(frame, op, len);
 
+	if (!conn_may_send(c, hlen + len))
+		return -1;
 	/* Small frames go in as one piece: one chain, one iovec. */
 	if (len <= sizeof(frame) - hlen) {
-		memcpy(frame + hlen, payload, len);
-		if (conn_send(c, frame, hlen + len) != 0)
-			return -1;
+		if (len > 0)
+			memcpy(frame + hlen, payload, len);
+		conn_append(c, frame, hlen + len);
 	} else {
-		if (conn_send(c, frame, hlen) != 0)
-			return -1;
+		conn_append(c, frame, hlen);
 		conn_append(c, payload, len);
 	}
 	METRIC_INC(&c->w->metrics, frames_out);

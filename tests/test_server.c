@@ -922,6 +922,10 @@ test_slow_consumer(void)
 	if (v > base)
 		fprintf(stderr, "parley_connections %g, before %g\n", v, base);
 	CU_ASSERT(v >= 0 && v <= base);
+	/* The server counted it as a slow consumer, not some other close. */
+	v = -1;
+	CU_ASSERT_EQUAL(server_metric(&srv, "parley_slow_consumer_closes_total", &v), 0);
+	CU_ASSERT(v >= 1);
 }
 
 /* ---- heartbeat (--heartbeat 1) -------------------------------------- */
