@@ -30,18 +30,22 @@ mailbox_destroy(struct mailbox *mb)
 int
 mailbox_push(struct mailbox *mb, struct mailbox_msg *msg)
 {
+	ck_stack_entry_t *head = ck_pr_load_ptr(&mb->stack.head);
 	uint64_t one = 1;
 	ssize_t n;
 
 	/*
-	 * ck_stack_push_upmc leaves the previous head in entry.next: NULL means
-	 * the stack was empty, so this producer owns the wake-up. The CAS is a
-	 * full barrier on every ck platform, so the message body is visible to
-	 * the consumer before the entry is.
+	 * ck_stack_push_upmc, keeping the head we replaced in a local: once the
+	 * CAS succeeds the consumer may take and free msg at any moment, so msg
+	 * must not be read again. The store fence publishes the message body
+	 * and its link before the CAS makes it reachable.
 	 */
-	ck_stack_push_upmc(&mb->stack, &msg->entry);
-	if (msg->entry.next != NULL)
-		return 0;
+	do {
+		msg->entry.next = head;
+		ck_pr_fence_store();
+	} while (!ck_pr_cas_ptr_value(&mb->stack.head, head, &msg->entry, &head));
+	if (head != NULL)
+		return 0;   /* not empty before: its first producer woke the owner */
 	ck_pr_inc_64(&mb->wakeups);
 	do
 		n = write(mb->efd, &one, sizeof(one));
