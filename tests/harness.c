@@ -19,35 +19,10 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "wsclient.h"
 
 #define START_TIMEOUT_MS 5000
 #define START_ATTEMPTS 5
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int
-remaining(int64_t deadline)
-{
-	int64_t left = deadline - now_ms();
-
-	return left < 0 ? 0 : (int)left;
-}
-
-static void
-sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 const char *
 harness_binary(void)
@@ -236,13 +211,13 @@ server_start(struct server *s, const char *const extra_args[])
 			s->pid = 0;
 			return -1;
 		}
-		deadline = now_ms() + START_TIMEOUT_MS;
-		while (now_ms() < deadline) {
+		deadline = wsc_now_ms() + START_TIMEOUT_MS;
+		while (wsc_now_ms() < deadline) {
 			if (healthz(s->port) == 200)
 				return 0;
 			if (!server_alive(s))
 				break;
-			sleep_ms(25);
+			wsc_sleep_ms(25);
 		}
 		if (s->pid > 0) {
 			fprintf(stderr, "[harness] /healthz not 200 within "
@@ -264,7 +239,7 @@ server_start(struct server *s, const char *const extra_args[])
 int
 server_stop(struct server *s, int sig, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = wsc_now_ms() + timeout_ms;
 	int wstatus;
 	pid_t r;
 
@@ -282,9 +257,9 @@ server_stop(struct server *s, int sig, int timeout_ms)
 			s->pid = 0;
 			return -1;
 		}
-		if (now_ms() >= deadline)
+		if (wsc_now_ms() >= deadline)
 			break;
-		sleep_ms(10);
+		wsc_sleep_ms(10);
 	}
 	fprintf(stderr, "[harness] pid %d did not exit within %d ms after "
 	    "signal %d: SIGKILL\n", (int)s->pid, timeout_ms, sig);
@@ -327,29 +302,10 @@ server_metric(struct server *s, const char *name, double *value)
 
 /* ---- raw HTTP ------------------------------------------------------- */
 
-static int
-wait_fd(int fd, short events, int64_t deadline)
-{
-	struct pollfd pfd;
-	int r;
-
-	for (;;) {
-		pfd.fd = fd;
-		pfd.events = events;
-		pfd.revents = 0;
-		r = poll(&pfd, 1, remaining(deadline));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -1;
-		return r > 0 ? 1 : 0;
-	}
-}
-
 int
 http_open(struct http_conn *hc, int port, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = wsc_now_ms() + timeout_ms;
 	struct sockaddr_in sa;
 	socklen_t sl = sizeof(int);
 	int err = 0;
@@ -365,7 +321,7 @@ http_open(struct http_conn *hc, int port, int timeout_ms)
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (connect(hc->fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
 		return 0;
-	if (errno != EINPROGRESS || wait_fd(hc->fd, POLLOUT, deadline) != 1 ||
+	if (errno != EINPROGRESS || wsc_wait_fd(hc->fd, POLLOUT, deadline) != 1 ||
 	    getsockopt(hc->fd, SOL_SOCKET, SO_ERROR, &err, &sl) < 0 || err)
 		goto err;
 	return 0;
@@ -377,7 +333,7 @@ err:
 int
 http_send(struct http_conn *hc, const void *buf, size_t len, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = wsc_now_ms() + timeout_ms;
 	const char *p = buf;
 	ssize_t n;
 
@@ -389,7 +345,7 @@ http_send(struct http_conn *hc, const void *buf, size_t len, int timeout_ms)
 		} else if (n < 0 && errno == EINTR) {
 			continue;
 		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if (wait_fd(hc->fd, POLLOUT, deadline) != 1)
+			if (wsc_wait_fd(hc->fd, POLLOUT, deadline) != 1)
 				return -1;
 		} else {
 			return -1;
@@ -420,7 +376,7 @@ http_fill(struct http_conn *hc, int64_t deadline)
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return -1;
-		r = wait_fd(hc->fd, POLLIN, deadline);
+		r = wsc_wait_fd(hc->fd, POLLIN, deadline);
 		if (r != 1)
 			return r;
 	}
@@ -463,7 +419,7 @@ http_header(const struct http_resp *r, const char *name, char *out,
 int
 http_read(struct http_conn *hc, struct http_resp *r, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = wsc_now_ms() + timeout_ms;
 	char tmp[64], *end;
 	size_t headlen, clen = 0, have;
 	int has_cl = 0, to_eof = 0, status, f;
@@ -524,7 +480,7 @@ http_read(struct http_conn *hc, struct http_resp *r, int timeout_ms)
 int
 http_wait_eof(struct http_conn *hc, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = wsc_now_ms() + timeout_ms;
 	int r;
 
 	for (;;) {
@@ -552,7 +508,7 @@ int
 http_request(int port, const char *req, size_t len, struct http_resp *r,
     int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = wsc_now_ms() + timeout_ms;
 	struct http_conn hc;
 	int st;
 
@@ -561,8 +517,8 @@ http_request(int port, const char *req, size_t len, struct http_resp *r,
 	if (http_open(&hc, port, timeout_ms) < 0)
 		return -1;
 	/* The server may answer (and close) before reading everything. */
-	(void)http_send(&hc, req, len, remaining(deadline));
-	st = http_read(&hc, r, remaining(deadline));
+	(void)http_send(&hc, req, len, wsc_remaining_ms(deadline));
+	st = http_read(&hc, r, wsc_remaining_ms(deadline));
 	http_close(&hc);
 	return st;
 }

@@ -28,23 +28,6 @@
 
 static struct server srv;       /* the current suite's server */
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 /* ---- suite setup ---------------------------------------------------- */
 
@@ -854,8 +837,8 @@ test_slow_consumer(void)
 	CU_ASSERT_EQUAL_FATAL(ws_open(&b), 101);
 
 	/* A floods pings and never reads; B checks the server stays live. */
-	t0 = now_ms();
-	while (sent < SLOW_MAX_PINGS && now_ms() - t0 < 30000) {
+	t0 = wsc_now_ms();
+	while (sent < SLOW_MAX_PINGS && wsc_now_ms() - t0 < 30000) {
 		memset(p, '.', sizeof(p));
 		snprintf(p, sizeof(p), "%010u", sent);
 		p[10] = '.';
@@ -866,19 +849,19 @@ test_slow_consumer(void)
 			ok_rt += app_ping(&b, NULL, 1000);
 	}
 	fprintf(stderr, "slow consumer: %u pings sent in %lld ms\n", sent,
-	    (long long)(now_ms() - t0));
+	    (long long)(wsc_now_ms() - t0));
 	for (i = 0; i < 50; i++) {
-		int64_t s = now_ms();
+		int64_t s = wsc_now_ms();
 
-		if (!app_ping(&b, NULL, 1000) || now_ms() - s > 1000)
+		if (!app_ping(&b, NULL, 1000) || wsc_now_ms() - s > 1000)
 			break;
 	}
 	CU_ASSERT_EQUAL(i, 50);
 
 	/* A reads: a gap-free prefix of pongs, then close 1013 or EOF. */
-	deadline = now_ms() + 10000;
-	while (!end && now_ms() < deadline) {
-		r = wsc_recv(&a, &f, (int)(deadline - now_ms()));
+	deadline = wsc_now_ms() + 10000;
+	while (!end && wsc_now_ms() < deadline) {
+		r = wsc_recv(&a, &f, (int)(deadline - wsc_now_ms()));
 		if (r < 0) {
 			end = 1;        /* EOF (or reset) */
 			break;
@@ -912,12 +895,12 @@ test_slow_consumer(void)
 	wsc_close(&b);
 
 	/* The gauge comes back down. */
-	deadline = now_ms() + 5000;
-	while (now_ms() < deadline) {
+	deadline = wsc_now_ms() + 5000;
+	while (wsc_now_ms() < deadline) {
 		if (server_metric(&srv, "parley_connections", &v) == 0 &&
 		    v <= base)
 			break;
-		sleep_ms(50);
+		wsc_sleep_ms(50);
 	}
 	if (v > base)
 		fprintf(stderr, "parley_connections %g, before %g\n", v, base);
@@ -939,27 +922,27 @@ test_heartbeat_idle(void)
 	int r, pings = 0, code = -1;
 
 	CU_ASSERT_EQUAL_FATAL(ws_open(&c), 101);
-	t0 = now_ms();
-	while (now_ms() - t0 < 4500) {
-		r = wsc_recv(&c, &f, (int)(t0 + 4500 - now_ms()));
+	t0 = wsc_now_ms();
+	while (wsc_now_ms() - t0 < 4500) {
+		r = wsc_recv(&c, &f, (int)(t0 + 4500 - wsc_now_ms()));
 		if (r != 1)
 			break;
 		if (f.opcode == 9) {
 			if (pings++ == 0) {
 				fprintf(stderr, "first ping after %lld ms\n",
-				    (long long)(now_ms() - t0));
-				CU_ASSERT(now_ms() - t0 <= 2200);
+				    (long long)(wsc_now_ms() - t0));
+				CU_ASSERT(wsc_now_ms() - t0 <= 2200);
 			}
 		} else if (f.opcode == 8) {
 			code = f.close_code;
 			fprintf(stderr, "close %d after %lld ms\n", code,
-			    (long long)(now_ms() - t0));
+			    (long long)(wsc_now_ms() - t0));
 			break;
 		}
 	}
 	CU_ASSERT(pings >= 1);
 	CU_ASSERT_EQUAL(code, 1001);
-	CU_ASSERT(now_ms() - t0 <= 4500);
+	CU_ASSERT(wsc_now_ms() - t0 <= 4500);
 	/* Complete the closing handshake; then the server closes TCP. */
 	(void)wsc_send_frame(&c, 8, 1, "\x03\xe9", 2, 0);
 	CU_ASSERT_EQUAL(wsc_wait_eof(&c, T_IO), 1);
@@ -977,9 +960,9 @@ test_heartbeat_alive(void)
 	size_t n;
 
 	CU_ASSERT_EQUAL_FATAL(ws_open(&c), 101);
-	t0 = now_ms();
-	while (now_ms() - t0 < 4000) {
-		r = wsc_recv(&c, &f, (int)(t0 + 4000 - now_ms()));
+	t0 = wsc_now_ms();
+	while (wsc_now_ms() - t0 < 4000) {
+		r = wsc_recv(&c, &f, (int)(t0 + 4000 - wsc_now_ms()));
 		if (r < 0) {
 			closed = 1;
 			break;
@@ -992,12 +975,12 @@ test_heartbeat_alive(void)
 			memcpy(p, f.payload, n);
 			pings++;
 			fprintf(stderr, "ping %d (%zu bytes) at %lld ms\n",
-			    pings, f.len, (long long)(now_ms() - t0));
+			    pings, f.len, (long long)(wsc_now_ms() - t0));
 			CU_ASSERT_EQUAL(wsc_send_frame(&c, 10, 1, p, n, 0), 0);
 		} else if (f.opcode == 8) {
 			fprintf(stderr, "closed %d while answering pings at "
 			    "%lld ms\n", f.close_code,
-			    (long long)(now_ms() - t0));
+			    (long long)(wsc_now_ms() - t0));
 			closed = 1;
 			break;
 		}
@@ -1033,13 +1016,13 @@ test_max_connections(void)
 	CU_ASSERT_EQUAL(wsc_wait_eof(&a, T_IO), 1);
 	wsc_close(&a);
 	/* The server may take a moment to count the close. */
-	deadline = now_ms() + 2000;
-	while (now_ms() < deadline) {
+	deadline = wsc_now_ms() + 2000;
+	while (wsc_now_ms() < deadline) {
 		st = ws_open(&c);
 		if (st == 101)
 			break;
 		wsc_close(&c);
-		sleep_ms(50);
+		wsc_sleep_ms(50);
 	}
 	CU_ASSERT_EQUAL(st, 101);
 	if (st == 101)
@@ -1067,13 +1050,13 @@ test_shutdown(void)
 	    T_IO), 101);
 	CU_ASSERT(app_ping(&a, NULL, T_IO));
 	CU_ASSERT(app_ping(&b, NULL, T_IO));
-	t0 = now_ms();
+	t0 = wsc_now_ms();
 	kill(s.pid, SIGTERM);
 	CU_ASSERT_EQUAL(wsc_recv_close(&a, 5000), 1001);
 	(void)wsc_send_frame(&a, 8, 1, "\x03\xe9", 2, 0);
 	CU_ASSERT_EQUAL(wsc_recv_close(&b, 5000), 1001);
 	(void)wsc_send_frame(&b, 8, 1, "\x03\xe9", 2, 0);
-	st = server_stop(&s, 0, (int)(t0 + 5000 - now_ms()));
+	st = server_stop(&s, 0, (int)(t0 + 5000 - wsc_now_ms()));
 	if (st != 0)
 		server_dump_log(&s, "shutdown");
 	CU_ASSERT_EQUAL(st, 0);

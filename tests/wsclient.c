@@ -147,8 +147,8 @@ wsc_expected_accept(const char *key, char accept[29])
 
 /* ---- helpers -------------------------------------------------------- */
 
-static int64_t
-now_ms(void)
+int64_t
+wsc_now_ms(void)
 {
 	struct timespec ts;
 
@@ -156,17 +156,25 @@ now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int
-remaining(int64_t deadline)
+int
+wsc_remaining_ms(int64_t deadline)
 {
-	int64_t left = deadline - now_ms();
+	int64_t left = deadline - wsc_now_ms();
 
 	return left < 0 ? 0 : (int)left;
 }
 
-/* Wait until fd is ready for events; 1 ready, 0 timeout, -1 error. */
-static int
-wait_fd(int fd, short events, int64_t deadline)
+void
+wsc_sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+int
+wsc_wait_fd(int fd, short events, int64_t deadline)
 {
 	struct pollfd pfd;
 	int r;
@@ -175,9 +183,9 @@ wait_fd(int fd, short events, int64_t deadline)
 		pfd.fd = fd;
 		pfd.events = events;
 		pfd.revents = 0;
-		r = poll(&pfd, 1, remaining(deadline));
+		r = poll(&pfd, 1, wsc_remaining_ms(deadline));
 		if (r < 0 && errno == EINTR) {
-			if (now_ms() >= deadline)
+			if (wsc_now_ms() >= deadline)
 				return 0;
 			continue;
 		}
@@ -215,7 +223,7 @@ send_all(int fd, const void *buf, size_t len, int64_t deadline)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if (wait_fd(fd, POLLOUT, deadline) != 1)
+			if (wsc_wait_fd(fd, POLLOUT, deadline) != 1)
 				return -1;
 			continue;
 		}
@@ -262,7 +270,7 @@ tcp_connect(const char *host, int port, const char *src, int rcvbuf,
 		return fd;
 	if (errno != EINPROGRESS)
 		goto err;
-	if (wait_fd(fd, POLLOUT, deadline) != 1)
+	if (wsc_wait_fd(fd, POLLOUT, deadline) != 1)
 		goto err;
 	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &sl) < 0 || err != 0)
 		goto err;
@@ -324,7 +332,7 @@ in_fill(struct wsc *c, int64_t deadline)
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return -1;
-		r = wait_fd(c->fd, POLLIN, deadline);
+		r = wsc_wait_fd(c->fd, POLLIN, deadline);
 		if (r != 1)
 			return r;
 	}
@@ -336,7 +344,7 @@ int
 wsc_connect(struct wsc *c, const char *host, int port, const char *src,
     const char *path, const char *extra_headers, int rcvbuf, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = wsc_now_ms() + timeout_ms;
 	char key[25], accept[29], got[128], *req, *end;
 	size_t reqsz, headlen, extra;
 	int n, status;
@@ -344,7 +352,7 @@ wsc_connect(struct wsc *c, const char *host, int port, const char *src,
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
 	c->status = -1;
-	c->rng = (uint32_t)now_ms() ^ (uint32_t)(uintptr_t)c ^ 0x9e3779b9u;
+	c->rng = (uint32_t)wsc_now_ms() ^ (uint32_t)(uintptr_t)c ^ 0x9e3779b9u;
 	if (RAND_bytes((unsigned char *)&c->rng, sizeof(c->rng)) != 1 ||
 	    c->rng == 0)
 		c->rng = 0x12345678u;
@@ -480,7 +488,7 @@ wsc_send_frame(struct wsc *c, int opcode, int fin, const void *payload,
 			return -1;
 	}
 	n = wsc_encode(buf, opcode, fin, payload, len, next_mask(c), flags);
-	r = send_all(c->fd, buf, n, now_ms() + WSC_SEND_TIMEOUT_MS);
+	r = send_all(c->fd, buf, n, wsc_now_ms() + WSC_SEND_TIMEOUT_MS);
 	if (buf != stackbuf)
 		free(buf);
 	return r;
@@ -497,13 +505,13 @@ wsc_send_raw(struct wsc *c, const void *buf, size_t len)
 {
 	if (c->fd < 0)
 		return -1;
-	return send_all(c->fd, buf, len, now_ms() + WSC_SEND_TIMEOUT_MS);
+	return send_all(c->fd, buf, len, wsc_now_ms() + WSC_SEND_TIMEOUT_MS);
 }
 
 int
 wsc_recv(struct wsc *c, struct wsc_frame *f, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = wsc_now_ms() + timeout_ms;
 	ssize_t n;
 	int r;
 
@@ -532,11 +540,11 @@ wsc_recv(struct wsc *c, struct wsc_frame *f, int timeout_ms)
 int
 wsc_recv_close(struct wsc *c, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = wsc_now_ms() + timeout_ms;
 	struct wsc_frame f;
 
 	for (;;) {
-		if (wsc_recv(c, &f, remaining(deadline)) != 1)
+		if (wsc_recv(c, &f, wsc_remaining_ms(deadline)) != 1)
 			return -1;
 		if (f.opcode == 8)
 			return f.close_code;
@@ -546,7 +554,7 @@ wsc_recv_close(struct wsc *c, int timeout_ms)
 int
 wsc_wait_eof(struct wsc *c, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = wsc_now_ms() + timeout_ms;
 	uint8_t buf[16384];
 	ssize_t n;
 
@@ -563,7 +571,7 @@ wsc_wait_eof(struct wsc *c, int timeout_ms)
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return 1;       /* reset: closed as well */
-		if (wait_fd(c->fd, POLLIN, deadline) != 1)
+		if (wsc_wait_fd(c->fd, POLLIN, deadline) != 1)
 			return 0;
 	}
 }
@@ -583,7 +591,7 @@ int
 wsc_http(const char *host, int port, const char *request, char *body,
     size_t bodysz, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = wsc_now_ms() + timeout_ms;
 	struct wsc c;
 	char *end, tmp[64];
 	size_t headlen, clen = 0, have;

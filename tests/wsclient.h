@@ -118,4 +118,11 @@ void wsc_close(struct wsc *c);
 int wsc_http(const char *host, int port, const char *request, char *body,
     size_t bodysz, int timeout_ms);
 
+/* Bounded waiting, shared by the tests and tools. */
+int64_t wsc_now_ms(void);                   /* CLOCK_MONOTONIC milliseconds */
+int wsc_remaining_ms(int64_t deadline);     /* ms until deadline, at least 0 */
+void wsc_sleep_ms(int ms);
+/* Wait until fd is ready for events (POLLIN...): 1 ready, 0 timeout, -1 error. */
+int wsc_wait_fd(int fd, short events, int64_t deadline);
+
 #endif
