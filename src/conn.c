@@ -40,6 +40,9 @@ cfg_of(const struct conn *c)
 }
 
 static void conn_mark_dirty(struct conn *c);
+static void conn_http_settle(struct conn *c);
+static void conn_http_resume(struct conn *c);
+static int conn_http_backpressure(struct conn *c);
 static void conn_schedule_ms(struct conn *c, uint32_t deadline_ms);
 
 /* The one place a connection changes state; closing states get their bound. */
@@ -360,9 +363,15 @@ conn_flush(struct conn *c)
 			conn_destroy(c, 1);
 			return;
 		}
-		if (n > 0)
+		if (n > 0) {
 			METRIC_ADD(&c->w->metrics, bytes_out, n);
+			/* A paused HTTP client is busy reading our answers, not idle. */
+			if (c->read_paused)
+				c->req_start_ms = c->last_rx_ms = worker_clock_ms(c->w);
+		}
 	}
+	if (c->read_paused && c->state == CONN_HTTP)
+		conn_http_resume(c);
 	left = evbuffer_get_length(c->out);
 	if (left > 0 && !c->want_write) {
 		event_add(&c->wev, NULL);
@@ -477,7 +486,7 @@ conn_http_process(struct conn *c, size_t first_read)
 		int r;
 		size_t body_len, total;
 
-		if (!conn_http_worth_parsing(c, first_read))
+		if (conn_http_backpressure(c) || !conn_http_worth_parsing(c, first_read))
 			return;
 		first_read = 0;
 		if ((r = http_parse_head(c->http_in, c->http_len, &req)) == HTTP_PARSE_INCOMPLETE) {
@@ -550,6 +559,13 @@ conn_http_read(struct conn *c)
 		c->req_start_ms = c->last_rx_ms;
 	c->http_len += (uint32_t)n;
 	conn_http_process(c, c->http_len == (uint32_t)n ? (size_t)n : 0);
+	conn_http_settle(c);
+}
+
+/* After processing: hand over to WebSocket, or drop a buffer not needed. */
+static void
+conn_http_settle(struct conn *c)
+{
 	if (c->state == CONN_WS) {
 		conn_http_handoff(c);
 	} else if (c->http_len == 0 || c->state != CONN_HTTP) {
@@ -559,6 +575,37 @@ conn_http_read(struct conn *c)
 		c->http_in = NULL;
 		c->http_cap = 0;
 	}
+}
+
+/*
+ * A client that pipelines requests without reading the answers would grow
+ * our output without bound: past --out-limit stop reading its requests
+ * until it has read half of what is pending.
+ */
+static int
+conn_http_backpressure(struct conn *c)
+{
+	if (evbuffer_get_length(c->out) < cfg_of(c)->out_limit)
+		return 0;
+	if (!c->read_paused) {
+		log_debug("http_pause fd=%d pending=%zu", c->fd, evbuffer_get_length(c->out));
+		event_del(&c->rev);
+		c->read_paused = 1;
+	}
+	return 1;
+}
+
+static void
+conn_http_resume(struct conn *c)
+{
+	if (evbuffer_get_length(c->out) > cfg_of(c)->out_limit / 2)
+		return;
+	log_debug("http_resume fd=%d pending=%zu buffered=%u", c->fd,
+	    evbuffer_get_length(c->out), c->http_len);
+	c->read_paused = 0;
+	event_add(&c->rev, NULL);
+	conn_http_process(c, 0);
+	conn_http_settle(c);
 }
 
 void
@@ -767,6 +814,14 @@ conn_http_timeout(struct conn *c)
 {
 	uint32_t now = worker_clock_ms(c->w);
 
+	if (c->read_paused) {
+		/* Waiting for it to read our answers: only the idle bound applies. */
+		if (now - c->last_rx_ms >= HTTP_IDLE_MS)
+			conn_destroy(c, 1);
+		else
+			conn_schedule_ms(c, c->last_rx_ms + HTTP_IDLE_MS);
+		return;
+	}
 	if (c->http_len > 0 && now - c->req_start_ms >= HTTP_HEAD_TIMEOUT_MS) {
 		conn_http_error(c, NULL, 408, "request_timeout",
 		    "the request did not arrive in time", NULL, 1);

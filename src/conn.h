@@ -46,6 +46,7 @@ struct conn {
 	uint8_t in_flush;         /* on w->flush_head list */
 	uint8_t in_close;         /* on w->close_head list */
 	uint8_t want_write;       /* wev is armed */
+	uint8_t read_paused;      /* HTTP: rev removed until the client reads our answers */
 	uint8_t refused;          /* accepted over --max-connections: 503 then close */
 	uint8_t subprotocol;      /* parley.v1 selected */
 	uint16_t close_code;      /* for the async close */

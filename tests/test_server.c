@@ -419,6 +419,77 @@ test_pipelined(void)
 	http_close(&hc);
 }
 
+/* A client pipelining without reading is paced, not buffered without bound. */
+#define FLOOD_REQUESTS 60000
+
+struct flood {
+	struct http_conn *hc;
+	char *req;
+	size_t len;
+	int rc;
+};
+
+static void *
+flood_sender(void *p)
+{
+	struct flood *f = p;
+
+	f->rc = http_send(f->hc, f->req, f->len, 30000);
+	return NULL;
+}
+
+static long
+server_rss_kib(void)
+{
+	char path[64], line[256];
+	long kib = -1;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)srv.pid);
+	if ((fp = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), fp) != NULL)
+		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+			break;
+	fclose(fp);
+	return kib;
+}
+
+static void
+test_pipelined_flood(void)
+{
+	static const char one[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+	size_t n = sizeof(one) - 1, got = 0;
+	struct http_conn hc;
+	struct http_resp r;
+	struct flood f;
+	pthread_t th;
+	long before = server_rss_kib(), during;
+
+	CU_ASSERT_FATAL(http_open(&hc, srv.port, T_IO) == 0);
+	f.hc = &hc;
+	f.len = n * FLOOD_REQUESTS;
+	f.req = malloc(f.len);
+	for (size_t i = 0; i < FLOOD_REQUESTS; i++)
+		memcpy(f.req + i * n, one, n);
+	CU_ASSERT_FATAL(pthread_create(&th, NULL, flood_sender, &f) == 0);
+	wsc_sleep_ms(1000);   /* the server answers until its output is full */
+	during = server_rss_kib();
+	fprintf(stderr, "pipelined flood: server RSS %ld KiB before, %ld KiB while unread\n",
+	    before, during);
+	/* --out-limit is 1 MiB by default: far below what 60,000 answers take. */
+	CU_ASSERT(before > 0 && during > 0 && during - before < 16384);
+	while (got < FLOOD_REQUESTS && http_read(&hc, &r, T_IO) == 200) {
+		http_resp_free(&r);
+		got++;
+	}
+	pthread_join(th, NULL);
+	CU_ASSERT_EQUAL(f.rc, 0);
+	CU_ASSERT_EQUAL(got, FLOOD_REQUESTS);
+	free(f.req);
+	http_close(&hc);
+}
+
 static void
 test_http10_close(void)
 {
@@ -1172,6 +1243,7 @@ static const struct test_def http_tests[] = {
 	{ "411 chunked", test_chunked },
 	{ "error bodies are JSON", test_error_bodies },
 	{ "pipelined keep-alive", test_pipelined },
+	{ "pipelined flood is paced", test_pipelined_flood },
 	{ "HTTP/1.0 closes", test_http10_close },
 	{ "stop: exit 0", test_stop },
 	{ NULL, NULL }
