@@ -76,17 +76,17 @@ wheel_unlink(struct conn *c)
 }
 
 void
-conn_schedule(struct conn *c, uint32_t deadline_s)
+conn_schedule(struct conn *c, uint32_t deadline)
 {
 	struct worker *w = c->w;
-	uint8_t slot;
+	uint16_t slot;
 
 	/* A slot already processed would not come round for a whole lap. */
-	if (deadline_s <= w->wheel_done_s)
-		deadline_s = w->wheel_done_s + 1;
+	if (deadline <= w->wheel_done)
+		deadline = w->wheel_done + 1;
 	wheel_unlink(c);
-	slot = (uint8_t)(deadline_s % WHEEL_SLOTS);
-	c->deadline_s = deadline_s;
+	slot = (uint16_t)(deadline % WHEEL_SLOTS);
+	c->deadline = deadline;
 	c->wheel_slot = slot;
 	c->wheel_next = w->wheel[slot];
 	if (c->wheel_next != NULL)
@@ -95,7 +95,7 @@ conn_schedule(struct conn *c, uint32_t deadline_s)
 }
 
 /*
- * Millisecond stamps wrap (uint32_t); the wheel counts seconds. Convert
+ * Millisecond stamps wrap (uint32_t); the wheel counts ticks. Convert
  * through the distance from now, rounded up so a deadline is never early.
  */
 static void
@@ -106,7 +106,8 @@ conn_schedule_ms(struct conn *c, uint32_t deadline_ms)
 
 	if (ahead < 0)
 		ahead = 0;
-	conn_schedule(c, (uint32_t)((now + (uint64_t)ahead + 999) / 1000));
+	conn_schedule(c, (uint32_t)((now + (uint64_t)ahead + WHEEL_TICK_MS - 1) /
+	    WHEEL_TICK_MS));
 }
 
 /* ---- lists ------------------------------------------------------------- */

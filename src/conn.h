@@ -51,8 +51,8 @@ struct conn {
 	uint8_t subprotocol;      /* parley.v1 selected */
 	uint16_t close_code;      /* for the async close */
 	uint8_t pinged;           /* a heartbeat ping went out since the last byte in */
-	uint8_t wheel_slot;
-	uint32_t deadline_s;      /* worker second at which the wheel looks at it next */
+	uint16_t wheel_slot;
+	uint32_t deadline;        /* wheel tick at which the wheel looks at it next */
 	uint32_t last_rx_ms;      /* worker clock (ms) of the last byte received */
 	uint32_t req_start_ms;    /* HTTP: when the current request's first byte came */
 
@@ -113,10 +113,10 @@ void conn_upgrade(struct conn *c, int subprotocol);
 void conn_flush_unlink(struct conn *c);       /* take c off the flush list */
 void conn_flush(struct conn *c);              /* write what is pending */
 void conn_run_async_close(struct conn *c);    /* carry out conn_close_async */
-void conn_timeout(struct conn *c);            /* the wheel reached deadline_s */
+void conn_timeout(struct conn *c);            /* the wheel reached c->deadline */
 void conn_shutdown(struct conn *c);           /* server stopping: 1001 or close */
 
-/* Put c in the wheel slot for deadline (worker seconds). */
-void conn_schedule(struct conn *c, uint32_t deadline_s);
+/* Put c in the wheel slot for deadline (worker wheel ticks). */
+void conn_schedule(struct conn *c, uint32_t deadline);
 
 #endif

@@ -47,9 +47,9 @@ worker_clock_ms(const struct worker *w)
 }
 
 uint32_t
-worker_clock_s(const struct worker *w)
+worker_clock_tick(const struct worker *w)
 {
-	return (uint32_t)(worker_clock_ms64(w) / 1000);
+	return (uint32_t)(worker_clock_ms64(w) / WHEEL_TICK_MS);
 }
 
 int64_t
@@ -79,15 +79,18 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 	struct worker *w = arg;
 	struct conn *c;
 
-	while ((c = w->close_head) != NULL) {
-		w->close_head = c->close_next;
-		c->close_next = NULL;
-		c->in_close = 0;
-		conn_run_async_close(c);
-	}
-	while ((c = w->flush_head) != NULL) {
-		conn_flush_unlink(c);
-		conn_flush(c);   /* may destroy c: it is already off the list */
+	/* Until both lists are empty: a flush may queue a close and back. */
+	while (w->close_head != NULL || w->flush_head != NULL) {
+		while ((c = w->close_head) != NULL) {
+			w->close_head = c->close_next;
+			c->close_next = NULL;
+			c->in_close = 0;
+			conn_run_async_close(c);
+		}
+		while ((c = w->flush_head) != NULL) {
+			conn_flush_unlink(c);
+			conn_flush(c);   /* may destroy c: it is already off the list */
+		}
 	}
 }
 
@@ -222,13 +225,13 @@ worker_post(struct worker *w, struct mailbox_msg *msg)
 }
 
 static void
-wheel_run_slot(struct worker *w, uint32_t second)
+wheel_run_slot(struct worker *w, uint32_t tick)
 {
-	struct conn *c = w->wheel[second % WHEEL_SLOTS], *next;
+	struct conn *c = w->wheel[tick % WHEEL_SLOTS], *next;
 
 	for (; c != NULL; c = next) {
 		next = c->wheel_next;
-		if (c->deadline_s <= second)
+		if (c->deadline <= tick)
 			conn_timeout(c);   /* reschedules or destroys c */
 	}
 }
@@ -237,14 +240,14 @@ static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	uint32_t now = worker_clock_s(w);
+	uint32_t now = worker_clock_tick(w);
 
-	/* Catch up on every slot since the last tick, at most one lap. */
-	while (w->wheel_done_s < now) {
-		w->wheel_done_s++;
-		wheel_run_slot(w, w->wheel_done_s);
-		if (now - w->wheel_done_s >= WHEEL_SLOTS)
-			w->wheel_done_s = now - WHEEL_SLOTS;
+	/* Catch up on every slot since the last tick; one lap covers them all. */
+	if (now - w->wheel_done > WHEEL_SLOTS)
+		w->wheel_done = now - WHEEL_SLOTS;
+	while (w->wheel_done < now) {
+		w->wheel_done++;
+		wheel_run_slot(w, w->wheel_done);
 	}
 	worker_maybe_exit(w);
 }
@@ -267,7 +270,7 @@ worker_main(void *arg)
 static int
 worker_events(struct worker *w)
 {
-	struct timeval one_second = { 1, 0 };
+	struct timeval tick = { 0, WHEEL_TICK_MS * 1000 };
 
 	w->listen_ev = event_new(w->base, w->listen_fd, EV_READ | EV_PERSIST, accept_cb, w);
 	w->mb_ev = event_new(w->base, w->mb.efd, EV_READ | EV_PERSIST, mailbox_cb, w);
@@ -278,7 +281,7 @@ worker_events(struct worker *w)
 	    w->tick_ev == NULL || w->stop_ev == NULL)
 		return -1;
 	if (event_add(w->listen_ev, NULL) != 0 || event_add(w->mb_ev, NULL) != 0 ||
-	    event_add(w->tick_ev, &one_second) != 0)
+	    event_add(w->tick_ev, &tick) != 0)
 		return -1;
 	return 0;
 }

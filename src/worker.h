@@ -26,9 +26,14 @@ enum worker_msg_kind {
 	WORKER_MSG_SHUTDOWN = 1,  /* stop accepting, close clients with 1001, exit */
 };
 
-/* Timer wheel of one-second slots: covers 2 x heartbeat without wrapping for
- * the default; longer deadlines simply come round again and are re-filed. */
-#define WHEEL_SLOTS 64
+/*
+ * Timer wheel of 100 ms ticks: fine enough that a deadline is met within a
+ * tenth of a second (a heartbeat of 1 s must not be judged a second late),
+ * 1024 slots cover 2 x the default heartbeat without wrapping; longer
+ * deadlines come round again and are re-filed.
+ */
+#define WHEEL_TICK_MS 100
+#define WHEEL_SLOTS 1024
 
 struct conn_list {
 	struct conn *head;
@@ -59,7 +64,7 @@ struct worker {
 	struct conn *close_head;       /* connections to close with a code, async */
 
 	struct conn *wheel[WHEEL_SLOTS];
-	uint32_t wheel_done_s;         /* last second whose slot was processed */
+	uint32_t wheel_done;           /* last tick whose slot was processed */
 	int64_t mono_origin_ms;        /* worker clock zero (CLOCK_MONOTONIC_COARSE) */
 
 	uint8_t *rbuf;                 /* read scratch shared by all its connections */
@@ -93,7 +98,7 @@ int64_t worker_now_ms(void);
  */
 uint32_t worker_clock_ms(const struct worker *w);
 uint64_t worker_clock_ms64(const struct worker *w);
-/* Seconds on the same clock, for the wheel (wraps after 136 years). */
-uint32_t worker_clock_s(const struct worker *w);
+/* Wheel ticks (WHEEL_TICK_MS) on the same clock (wraps after 13 years). */
+uint32_t worker_clock_tick(const struct worker *w);
 
 #endif
