@@ -45,7 +45,8 @@ metrics_add(struct metrics *total, const struct metrics *block)
 }
 
 void
-metrics_render(const struct metrics *total, uint64_t capacity, struct evbuffer *out)
+metrics_render(const struct metrics *total, uint64_t capacity,
+    uint64_t max_connections, struct evbuffer *out)
 {
 	for (size_t d = 0; d < sizeof(metric_defs) / sizeof(metric_defs[0]); d++) {
 		const struct metric_def *m = &metric_defs[d];
@@ -54,7 +55,9 @@ metrics_render(const struct metrics *total, uint64_t capacity, struct evbuffer *
 		    m->name, m->help, m->name, m->type, m->name,
 		    (unsigned long long)*(const uint64_t *)((const char *)total + m->offset));
 	}
-	evbuffer_add_printf(out, "# HELP parley_connection_capacity Client connections this process can hold (open-files limit less reserved descriptors, or --max-connections).\n"
-	    "# TYPE parley_connection_capacity gauge\nparley_connection_capacity %llu\n",
-	    (unsigned long long)capacity);
+	evbuffer_add_printf(out, "# HELP parley_connection_capacity Client connections the open-files limit allows (the limit less reserved descriptors).\n"
+	    "# TYPE parley_connection_capacity gauge\nparley_connection_capacity %llu\n"
+	    "# HELP parley_max_connections Client connections accepted before HTTP 503 (--max-connections, at most the capacity).\n"
+	    "# TYPE parley_max_connections gauge\nparley_max_connections %llu\n",
+	    (unsigned long long)capacity, (unsigned long long)max_connections);
 }

@@ -46,10 +46,11 @@ struct metrics {
 void metrics_add(struct metrics *total, const struct metrics *block);
 
 /*
- * Append the Prometheus text exposition of total to out. peak_connections
- * and capacity come from the server (not per-worker counters).
+ * Append the Prometheus text exposition of total to out. capacity (from the
+ * open-files limit) and max_connections (the effective limit) come from
+ * the server, not from per-worker counters.
  */
 void metrics_render(const struct metrics *total, uint64_t capacity,
-    struct evbuffer *out);
+    uint64_t max_connections, struct evbuffer *out);
 
 #endif

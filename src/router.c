@@ -57,7 +57,7 @@ metrics(struct conn *c, const struct http_request *req, const char *body, size_t
 	memset(&total, 0, sizeof(total));
 	for (unsigned i = 0; i < srv->nworkers; i++)
 		metrics_add(&total, &srv->workers[i]->metrics);
-	metrics_render(&total, srv->max_connections, out);
+	metrics_render(&total, srv->capacity, srv->max_connections, out);
 	conn_http_respond(c, req, 200, "text/plain; version=0.0.4; charset=utf-8",
 	    NULL, evbuffer_pullup(out, -1), evbuffer_get_length(out), 0);
 	evbuffer_free(out);
