@@ -5,6 +5,8 @@
 
 #include <CUnit/Basic.h>
 
+#include "unit.h"
+
 #include "http.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -743,55 +745,35 @@ test_reason(void)
 int
 main(void)
 {
-	static const struct {
-		const char *name;
-		CU_TestFunc fn;
-	} tests[] = {
-		{ "minimal GET", test_minimal_get },
-		{ "all fields", test_all_fields },
-		{ "empty query", test_empty_query },
-		{ "every prefix incomplete", test_every_prefix },
-		{ "head size limit", test_max_head },
-		{ "unterminated head", test_unterminated },
-		{ "header count limit", test_max_headers },
-		{ "malformed heads", test_malformed },
-		{ "NUL bytes", test_nul },
-		{ "early rejection", test_early_reject },
-		{ "version", test_version },
-		{ "bad Content-Length", test_bad_content_length },
-		{ "body limit", test_body_limit },
-		{ "Transfer-Encoding", test_transfer_encoding },
-		{ "keep-alive", test_keep_alive },
-		{ "upgrade", test_upgrade },
-		{ "header_get", test_header_get },
-		{ "list_has_token", test_list_has_token },
-		{ "str_eq and str_ieq", test_str_eq },
-		{ "query_param", test_query_param },
-		{ "query_param edges", test_query_param_edges },
-		{ "query from a request", test_query_from_request },
-		{ "pipelined requests", test_pipelined },
-		{ "methods", test_methods },
-		{ "byte classes", test_byte_classes },
-		{ "obs-text in values", test_obs_text },
-		{ "reason phrases", test_reason },
+	static const struct unit_test tests[] = {
+	{ "minimal GET", test_minimal_get },
+	{ "all fields", test_all_fields },
+	{ "empty query", test_empty_query },
+	{ "every prefix incomplete", test_every_prefix },
+	{ "head size limit", test_max_head },
+	{ "unterminated head", test_unterminated },
+	{ "header count limit", test_max_headers },
+	{ "malformed heads", test_malformed },
+	{ "NUL bytes", test_nul },
+	{ "early rejection", test_early_reject },
+	{ "version", test_version },
+	{ "bad Content-Length", test_bad_content_length },
+	{ "body limit", test_body_limit },
+	{ "Transfer-Encoding", test_transfer_encoding },
+	{ "keep-alive", test_keep_alive },
+	{ "upgrade", test_upgrade },
+	{ "header_get", test_header_get },
+	{ "list_has_token", test_list_has_token },
+	{ "str_eq and str_ieq", test_str_eq },
+	{ "query_param", test_query_param },
+	{ "query_param edges", test_query_param_edges },
+	{ "query from a request", test_query_from_request },
+	{ "pipelined requests", test_pipelined },
+	{ "methods", test_methods },
+	{ "byte classes", test_byte_classes },
+	{ "obs-text in values", test_obs_text },
+	{ "reason phrases", test_reason },
 	};
-	CU_pSuite suite;
-	size_t i;
-	unsigned int failures;
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	if ((suite = CU_add_suite("http", NULL, NULL)) == NULL)
-		goto fail;
-	for (i = 0; i < NELEM(tests); i++)
-		if (CU_add_test(suite, tests[i].name, tests[i].fn) == NULL)
-			goto fail;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures();
-	CU_cleanup_registry();
-	return failures ? 1 : 0;
-fail:
-	CU_cleanup_registry();
-	return 1;
+	return UNIT_RUN("http", tests);
 }

@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include <CUnit/Basic.h>
+
+#include "unit.h"
 #include <ck_pr.h>
 
 #include "mailbox.h"
@@ -166,18 +168,11 @@ test_four_producers_order(void)
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failures;
+	static const struct unit_test tests[] = {
+		{ "wake-up only on empty to non-empty", test_wakeup_only_on_empty },
+		{ "FIFO with takes interleaved with pushes", test_interleaved_take_keeps_fifo },
+		{ "4 producers, per-producer order, no lost wake-up", test_four_producers_order },
+	};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return CU_get_error();
-	s = CU_add_suite("mailbox", NULL, NULL);
-	CU_add_test(s, "wake-up only on empty to non-empty", test_wakeup_only_on_empty);
-	CU_add_test(s, "FIFO with takes interleaved with pushes", test_interleaved_take_keeps_fifo);
-	CU_add_test(s, "4 producers, per-producer order, no lost wake-up", test_four_producers_order);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	return failures ? 1 : 0;
+	return UNIT_RUN("mailbox", tests);
 }

@@ -10,6 +10,8 @@
 
 #include <CUnit/Basic.h>
 
+#include "unit.h"
+
 #include "log.h"
 #include "settings.h"
 
@@ -238,22 +240,15 @@ test_config_file_errors(void)
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failures;
+	static const struct unit_test tests[] = {
+		{ "defaults", test_defaults },
+		{ "every flag", test_every_flag },
+		{ "bad values are named", test_bad_values },
+		{ "listen forms", test_listen_forms },
+		{ "defaults follow explicit settings", test_defaults_follow_explicit },
+		{ "config file, command line wins", test_config_file },
+		{ "config file errors", test_config_file_errors },
+	};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return CU_get_error();
-	s = CU_add_suite("settings", NULL, NULL);
-	CU_add_test(s, "defaults", test_defaults);
-	CU_add_test(s, "every flag", test_every_flag);
-	CU_add_test(s, "bad values are named", test_bad_values);
-	CU_add_test(s, "listen forms", test_listen_forms);
-	CU_add_test(s, "defaults follow explicit settings", test_defaults_follow_explicit);
-	CU_add_test(s, "config file, command line wins", test_config_file);
-	CU_add_test(s, "config file errors", test_config_file_errors);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	return failures ? 1 : 0;
+	return UNIT_RUN("settings", tests);
 }

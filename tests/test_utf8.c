@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include <CUnit/Basic.h>
+
+#include "unit.h"
 #include <CUnit/CUnit.h>
 
 #include "utf8.h"
@@ -318,31 +320,20 @@ test_against_reference(void)
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned fails;
+	static const struct unit_test tests[] = {
+		{ "ascii", test_ascii },
+		{ "multibyte", test_multibyte },
+		{ "boundaries", test_boundaries },
+		{ "overlong", test_overlong },
+		{ "surrogates", test_surrogates },
+		{ "above U+10FFFF", test_above_max },
+		{ "stray continuation", test_stray_continuation },
+		{ "truncated", test_truncated },
+		{ "incremental", test_incremental },
+		{ "fail fast", test_fail_fast },
+		{ "all 2-byte inputs", test_every_two_byte_sequence },
+		{ "against a reference", test_against_reference },
+	};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	s = CU_add_suite("utf8", NULL, NULL);
-	if (s == NULL ||
-	    CU_add_test(s, "ascii", test_ascii) == NULL ||
-	    CU_add_test(s, "multibyte", test_multibyte) == NULL ||
-	    CU_add_test(s, "boundaries", test_boundaries) == NULL ||
-	    CU_add_test(s, "overlong", test_overlong) == NULL ||
-	    CU_add_test(s, "surrogates", test_surrogates) == NULL ||
-	    CU_add_test(s, "above U+10FFFF", test_above_max) == NULL ||
-	    CU_add_test(s, "stray continuation", test_stray_continuation) == NULL ||
-	    CU_add_test(s, "truncated", test_truncated) == NULL ||
-	    CU_add_test(s, "incremental", test_incremental) == NULL ||
-	    CU_add_test(s, "fail fast", test_fail_fast) == NULL ||
-	    CU_add_test(s, "all 2-byte inputs", test_every_two_byte_sequence) == NULL ||
-	    CU_add_test(s, "against a reference", test_against_reference) == NULL) {
-		CU_cleanup_registry();
-		return 1;
-	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	fails = CU_get_number_of_failures();
-	CU_cleanup_registry();
-	return fails ? 1 : 0;
+	return UNIT_RUN("utf8", tests);
 }

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include <CUnit/Basic.h>
+
+#include "unit.h"
 #include <CUnit/CUnit.h>
 
 #include "utf8.h"
@@ -932,52 +934,31 @@ test_client_key_valid(void)
 int
 main(void)
 {
-	static const struct {
-		const char *name;
-		CU_TestFunc fn;
-	} tests[] = {
-		{ "single text", test_single_text },
-		{ "several frames in one buffer", test_several_in_one_buffer },
-		{ "fragments with control frames", test_fragmented_with_control },
-		{ "ping echo", test_ping_echo },
-		{ "16- and 64-bit lengths", test_lengths },
-		{ "max_message", test_max_message },
-		{ "close frames", test_close },
-		{ "protocol errors", test_protocol_errors },
-		{ "control frame rules", test_control_rules },
-		{ "fragmentation rules", test_fragment_rules },
-		{ "binary", test_binary },
-		{ "64-bit length top bit", test_length_top_bit },
-		{ "invalid UTF-8", test_invalid_utf8 },
-		{ "UTF-8 across fragments", test_utf8_across_fragments },
-		{ "UTF-8 fail fast", test_utf8_fail_fast },
-		{ "zero copy", test_zero_copy },
-		{ "buffer release", test_buffer_release },
-		{ "partial frame grows slowly", test_partial_frame_grows_slowly },
-		{ "frame header", test_frame_header },
-		{ "close frame", test_close_frame },
-		{ "close code valid", test_close_code_valid },
-		{ "accept key", test_accept_key },
-		{ "client key valid", test_client_key_valid },
+	static const struct unit_test tests[] = {
+	{ "single text", test_single_text },
+	{ "several frames in one buffer", test_several_in_one_buffer },
+	{ "fragments with control frames", test_fragmented_with_control },
+	{ "ping echo", test_ping_echo },
+	{ "16- and 64-bit lengths", test_lengths },
+	{ "max_message", test_max_message },
+	{ "close frames", test_close },
+	{ "protocol errors", test_protocol_errors },
+	{ "control frame rules", test_control_rules },
+	{ "fragmentation rules", test_fragment_rules },
+	{ "binary", test_binary },
+	{ "64-bit length top bit", test_length_top_bit },
+	{ "invalid UTF-8", test_invalid_utf8 },
+	{ "UTF-8 across fragments", test_utf8_across_fragments },
+	{ "UTF-8 fail fast", test_utf8_fail_fast },
+	{ "zero copy", test_zero_copy },
+	{ "buffer release", test_buffer_release },
+	{ "partial frame grows slowly", test_partial_frame_grows_slowly },
+	{ "frame header", test_frame_header },
+	{ "close frame", test_close_frame },
+	{ "close code valid", test_close_code_valid },
+	{ "accept key", test_accept_key },
+	{ "client key valid", test_client_key_valid },
 	};
-	CU_pSuite s;
-	unsigned fails;
-	size_t i;
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	s = CU_add_suite("ws", NULL, NULL);
-	if (s == NULL)
-		goto fail;
-	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-		if (CU_add_test(s, tests[i].name, tests[i].fn) == NULL)
-			goto fail;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	fails = CU_get_number_of_failures();
-	CU_cleanup_registry();
-	return fails ? 1 : 0;
-fail:
-	CU_cleanup_registry();
-	return 1;
+	return UNIT_RUN("ws", tests);
 }
