@@ -110,20 +110,6 @@ conn_schedule_ms(struct conn *c, uint32_t deadline_ms)
 	    WHEEL_TICK_MS));
 }
 
-/* ---- lists ------------------------------------------------------------- */
-
-static void
-unlink_single(struct conn **head, struct conn *c, size_t next_off)
-{
-	for (struct conn **pp = head; *pp != NULL;
-	    pp = (struct conn **)((char *)*pp + next_off)) {
-		if (*pp == c) {
-			*pp = *(struct conn **)((char *)c + next_off);
-			return;
-		}
-	}
-}
-
 /* ---- life and death ------------------------------------------------------ */
 
 static void read_cb(evutil_socket_t fd, short what, void *arg);
@@ -149,7 +135,6 @@ conn_new(struct worker *w, int fd, int refused)
 	if (w->conns != NULL)
 		w->conns->prev = c;
 	w->conns = c;
-	w->nconns++;
 	METRIC_INC(&w->metrics, connections);
 	if (refused) {
 		log_debug("conn_refused fd=%d reason=max_connections", fd);
@@ -180,14 +165,13 @@ conn_destroy(struct conn *c, int abort)
 	if (c->in_flush)
 		conn_flush_unlink(c);
 	if (c->in_close)
-		unlink_single(&w->close_head, c, offsetof(struct conn, close_next));
+		conn_close_unlink(c);
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
 		w->conns = c->next;
 	if (c->next != NULL)
 		c->next->prev = c->prev;
-	w->nconns--;
 	METRIC_SUB(&w->metrics, connections, 1);
 	if (c->dec != NULL) {
 		METRIC_SUB(&w->metrics, websockets, 1);
@@ -234,6 +218,20 @@ conn_flush_unlink(struct conn *c)
 		c->flush_next->flush_prev = c->flush_prev;
 	c->flush_prev = c->flush_next = NULL;
 	c->in_flush = 0;
+}
+
+/* The close list is short (slow consumers this iteration): a walk is fine. */
+void
+conn_close_unlink(struct conn *c)
+{
+	struct conn **pp = &c->w->close_head;
+
+	while (*pp != NULL && *pp != c)
+		pp = &(*pp)->close_next;
+	if (*pp == c)
+		*pp = c->close_next;
+	c->close_next = NULL;
+	c->in_close = 0;
 }
 
 void

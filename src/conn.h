@@ -111,6 +111,7 @@ void conn_upgrade(struct conn *c, int subprotocol);
 
 /* Worker callbacks (worker.c drives these). */
 void conn_flush_unlink(struct conn *c);       /* take c off the flush list */
+void conn_close_unlink(struct conn *c);       /* take c off the close list */
 void conn_flush(struct conn *c);              /* write what is pending */
 void conn_run_async_close(struct conn *c);    /* carry out conn_close_async */
 void conn_timeout(struct conn *c);            /* the wheel reached c->deadline */

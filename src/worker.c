@@ -82,9 +82,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 	/* Until both lists are empty: a flush may queue a close and back. */
 	while (w->close_head != NULL || w->flush_head != NULL) {
 		while ((c = w->close_head) != NULL) {
-			w->close_head = c->close_next;
-			c->close_next = NULL;
-			c->in_close = 0;
+			conn_close_unlink(c);
 			conn_run_async_close(c);
 		}
 		while ((c = w->flush_head) != NULL) {

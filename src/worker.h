@@ -35,10 +35,6 @@ enum worker_msg_kind {
 #define WHEEL_TICK_MS 100
 #define WHEEL_SLOTS 1024
 
-struct conn_list {
-	struct conn *head;
-};
-
 struct worker {
 	struct metrics metrics;        /* owner writes, others read: first, aligned */
 
@@ -59,7 +55,6 @@ struct worker {
 	struct event *stop_ev;         /* shutdown grace period */
 
 	struct conn *conns;            /* every connection, doubly linked */
-	uint64_t nconns;
 	struct conn *flush_head;       /* connections with output to write */
 	struct conn *close_head;       /* connections to close with a code, async */
 
