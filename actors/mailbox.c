@@ -15,8 +15,19 @@ mailbox_init(struct mailbox *mb)
 	ck_stack_init(&mb->stack);
 	mb->head = mb->tail = NULL;
 	mb->wakeups = 0;
+	mb->queued = mb->high_water = 0;
 	mb->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	return mb->efd < 0 ? -1 : 0;
+}
+
+void
+mailbox_init_quiet(struct mailbox *mb)
+{
+	ck_stack_init(&mb->stack);
+	mb->head = mb->tail = NULL;
+	mb->wakeups = 0;
+	mb->queued = mb->high_water = 0;
+	mb->efd = -1;
 }
 
 void
@@ -46,6 +57,8 @@ mailbox_push(struct mailbox *mb, struct mailbox_msg *msg)
 	} while (!ck_pr_cas_ptr_value(&mb->stack.head, head, &msg->entry, &head));
 	if (head != NULL)
 		return 0;   /* not empty before: its first producer woke the owner */
+	if (mb->efd < 0)
+		return 1;   /* quiet: the caller schedules the owner */
 	ck_pr_inc_64(&mb->wakeups);
 	do
 		n = write(mb->efd, &one, sizeof(one));
@@ -60,6 +73,7 @@ mailbox_refill(struct mailbox *mb)
 {
 	ck_stack_entry_t *e = ck_stack_batch_pop_upmc(&mb->stack);
 	struct mailbox_msg *rev = NULL, *last;
+	uint32_t n = 0;
 
 	if (e == NULL)
 		return;
@@ -71,7 +85,11 @@ mailbox_refill(struct mailbox *mb)
 		e = e->next;
 		m->next = rev;
 		rev = m;
+		n++;
 	}
+	mb->queued += n;
+	if (mb->queued > mb->high_water)
+		mb->high_water = mb->queued;
 	if (mb->tail != NULL)
 		mb->tail->next = rev;
 	else
@@ -89,6 +107,7 @@ mailbox_take(struct mailbox *mb)
 	if ((m = mb->head) == NULL)
 		return NULL;
 	mb->head = m->next;
+	mb->queued--;
 	if (mb->head == NULL)
 		mb->tail = NULL;
 	m->next = NULL;

@@ -36,10 +36,18 @@ struct mailbox {
 
 	/* owner-only: taken but not yet handed out, in FIFO order */
 	struct mailbox_msg *head, *tail;
+	uint32_t queued;            /* owner-only: messages in head..tail */
+	uint32_t high_water;        /* owner-only: most ever seen queued at once */
 };
 
 /* 0 on success, -1 with errno if the eventfd cannot be created. */
 int mailbox_init(struct mailbox *mb);
+/*
+ * A mailbox without an eventfd (a room's: descriptors are scarce). Its
+ * push returns 1 on empty -> non-empty and the caller schedules the owner.
+ */
+void mailbox_init_quiet(struct mailbox *mb);
+
 /* Owner, after producers have stopped. Messages still queued are returned
  * through mailbox_take() first; destroy only closes the eventfd. */
 void mailbox_destroy(struct mailbox *mb);

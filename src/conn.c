@@ -15,10 +15,12 @@
 #include <ck_pr.h>
 
 #include "conn.h"
+#include "frame.h"
 #include "http.h"
 #include "log.h"
 #include "router.h"
 #include "server.h"
+#include "session.h"
 #include "settings.h"
 #include "worker.h"
 #include "xmalloc.h"
@@ -173,6 +175,8 @@ conn_destroy(struct conn *c, int abort)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	METRIC_SUB(&w->metrics, connections, 1);
+	if (c->sess != NULL)
+		session_free(c->sess);
 	if (c->dec != NULL) {
 		METRIC_SUB(&w->metrics, websockets, 1);
 		ws_decoder_free(c->dec);
@@ -281,6 +285,22 @@ conn_send(struct conn *c, const void *data, size_t len)
 	if (!conn_may_send(c, len))
 		return -1;
 	conn_append(c, data, len);
+	return 0;
+}
+
+int
+conn_send_shared(struct conn *c, struct frame *f)
+{
+	if (!conn_may_send(c, f->len))
+		return -1;
+	frame_ref(f);
+	if (evbuffer_add_reference(c->out, f->data, f->len, frame_buffer_release, f) != 0) {
+		frame_unref(f);
+		return -1;
+	}
+	conn_mark_dirty(c);
+	METRIC_INC(&c->w->metrics, frames_out);
+	METRIC_INC(&c->w->metrics, frames_out_type[f->type]);
 	return 0;
 }
 
@@ -617,69 +637,11 @@ conn_upgrade(struct conn *c, int subprotocol)
 	c->subprotocol = (uint8_t)subprotocol;
 	conn_set_state(c, CONN_WS);
 	METRIC_INC(&w->metrics, websockets);
+	c->sess = session_new(c);
 	conn_schedule_ms(c, c->last_rx_ms + 1000 * (uint32_t)cfg_of(c)->heartbeat);
 }
 
 /* ---- WebSocket ------------------------------------------------------------ */
-
-/* Reply {"type":..., ...} echoing ref when the request carried a valid one. */
-static void
-conn_ws_reply(struct conn *c, json_t *reply, json_t *ref)
-{
-	char buf[1024];
-	size_t n;
-
-	if (ref != NULL)
-		json_object_set(reply, "ref", ref);
-	n = json_dumpb(reply, buf, sizeof(buf), JSON_COMPACT);
-	if (n > 0 && n <= sizeof(buf)) {
-		conn_send_text(c, buf, n);
-	} else if (n > 0) {
-		char *big = json_dumps(reply, JSON_COMPACT);
-
-		conn_send_text(c, big, strlen(big));
-		free(big);
-	}
-	json_decref(reply);
-}
-
-static void
-conn_ws_error(struct conn *c, const char *code, const char *message, json_t *ref)
-{
-	conn_ws_reply(c, json_pack("{s:s, s:s, s:s}", "type", "error", "code", code,
-	    "message", message), ref);
-}
-
-/*
- * The application layer until the chat protocol lands: {"type":"ping"} is
- * answered with pong, every other object with bad_request, so the
- * transport can be exercised alone.
- */
-static void
-conn_ws_text(struct conn *c, const uint8_t *data, size_t len)
-{
-	json_t *root, *type, *ref;
-	json_error_t err;
-
-	root = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &err);
-	if (root == NULL || !json_is_object(root)) {
-		conn_ws_error(c, "bad_request", "a frame must hold one JSON object", NULL);
-		json_decref(root);
-		return;
-	}
-	ref = json_object_get(root, "ref");
-	if (ref != NULL && (!json_is_string(ref) || json_string_length(ref) > 64)) {
-		conn_ws_error(c, "bad_request", "ref must be a string of at most 64 bytes", NULL);
-	} else if ((type = json_object_get(root, "type")) == NULL || !json_is_string(type)) {
-		conn_ws_error(c, "bad_request", "missing or non-string type", ref);
-	} else if (strcmp(json_string_value(type), "ping") == 0) {
-		conn_ws_reply(c, json_pack("{s:s, s:I}", "type", "pong",
-		    "ts", (json_int_t)worker_now_ms()), ref);
-	} else {
-		conn_ws_error(c, "bad_request", "unknown type", ref);
-	}
-	json_decref(root);
-}
 
 /* Queue our last close frame (an echo or a failure) and end after it. */
 static void
@@ -715,8 +677,8 @@ conn_ws_input(struct conn *c, uint8_t *buf, size_t len)
 		METRIC_INC(&c->w->metrics, frames_in);
 		switch (ev) {
 		case WS_EV_TEXT:
-			if (c->state == CONN_WS)
-				conn_ws_text(c, m.data, m.len);
+			if (c->state == CONN_WS && !c->in_close)
+				session_on_text(c->sess, m.data, m.len);
 			break;
 		case WS_EV_PING:
 			if (c->state == CONN_WS)

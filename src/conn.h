@@ -27,6 +27,8 @@
 
 struct worker;
 struct evbuffer;
+struct frame;
+struct session;
 struct http_request;
 
 enum conn_state {
@@ -66,6 +68,7 @@ struct conn {
 	uint32_t http_need;       /* head parsed: bytes needed with its body */
 
 	struct ws_decoder *dec;   /* WebSocket: allocated at the upgrade */
+	struct session *sess;     /* WebSocket: the chat session, from the upgrade */
 
 	struct conn *prev, *next;           /* w->conns */
 	struct conn *flush_prev, *flush_next; /* w->flush_head: O(1) unlink on destroy */
@@ -85,6 +88,13 @@ void conn_destroy(struct conn *c, int abort);
  * Returns 0, or -1 if the bytes were not queued.
  */
 int conn_send(struct conn *c, const void *data, size_t len);
+
+/*
+ * Queue a shared, ready-made frame by reference (no copy): the connection's
+ * buffer holds one reference until the bytes are written. Same limit rule
+ * as conn_send. Returns 0, or -1 if not queued.
+ */
+int conn_send_shared(struct conn *c, struct frame *f);
 
 /* Send one text frame holding payload (a JSON object). */
 int conn_send_text(struct conn *c, const char *payload, size_t len);

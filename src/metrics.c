@@ -11,9 +11,11 @@ struct metric_def {
 	const char *type;
 	const char *help;
 	size_t offset;
+	int max;              /* combine workers by maximum, not by sum */
 };
 
-#define M(name, type, help, field) { name, type, help, offsetof(struct metrics, field) }
+#define M(name, type, help, field) { name, type, help, offsetof(struct metrics, field), 0 }
+#define MMAX(name, type, help, field) { name, type, help, offsetof(struct metrics, field), 1 }
 
 static const struct metric_def metric_defs[] = {
 	M("parley_connections", "gauge", "Open client connections (HTTP and WebSocket).", connections),
@@ -31,24 +33,60 @@ static const struct metric_def metric_defs[] = {
 	M("parley_idle_closes_total", "counter", "Connections closed 1001 after 2 x heartbeat of silence.", idle_closes),
 	M("parley_protocol_closes_total", "counter", "Connections closed for a WebSocket protocol violation.", protocol_closes),
 	M("parley_mailbox_messages_total", "counter", "Messages taken from worker mailboxes.", mailbox_messages),
+	MMAX("parley_mailbox_depth_max", "gauge", "Most messages ever found queued at once in one worker or room mailbox.", mailbox_high_water),
+	M("parley_rooms", "gauge", "Rooms resident in memory.", rooms),
+	M("parley_rooms_active", "gauge", "Rooms with at least one member connection.", rooms_active),
+	M("parley_rate_limited_total", "counter", "Requests refused with rate_limited.", rate_limited),
 };
+#define NDEFS (sizeof(metric_defs) / sizeof(metric_defs[0]))
+
+static uint64_t
+field(const struct metrics *m, size_t off)
+{
+	return ck_pr_load_64((const uint64_t *)((const char *)m + off));
+}
 
 void
 metrics_add(struct metrics *total, const struct metrics *block)
 {
-	for (size_t d = 0; d < sizeof(metric_defs) / sizeof(metric_defs[0]); d++) {
+	for (size_t d = 0; d < NDEFS; d++) {
 		size_t off = metric_defs[d].offset;
+		uint64_t *t = (uint64_t *)((char *)total + off), v = field(block, off);
 
-		*(uint64_t *)((char *)total + off) +=
-		    ck_pr_load_64((const uint64_t *)((const char *)block + off));
+		if (!metric_defs[d].max)
+			*t += v;
+		else if (v > *t)
+			*t = v;
 	}
+	for (size_t i = 0; i < PROTO_TYPE_COUNT; i++)
+		total->requests[i] += ck_pr_load_64(&block->requests[i]);
+	for (size_t i = 0; i < FRAME_TYPE_COUNT; i++)
+		total->frames_out_type[i] += ck_pr_load_64(&block->frames_out_type[i]);
+}
+
+static void
+render_labelled(const struct metrics *total, struct evbuffer *out)
+{
+	evbuffer_add_printf(out, "# HELP parley_requests_total Client requests received, by type (unknown: not decodable).\n"
+	    "# TYPE parley_requests_total counter\n");
+	for (size_t i = 0; i < PROTO_TYPE_COUNT; i++)
+		evbuffer_add_printf(out, "parley_requests_total{type=\"%s\"} %llu\n",
+		    proto_type_name((enum proto_type)i),
+		    (unsigned long long)total->requests[i]);
+	evbuffer_add_printf(out, "# HELP parley_frames_sent_total Server frames queued to clients, by type.\n"
+	    "# TYPE parley_frames_sent_total counter\n");
+	for (size_t i = 0; i < FRAME_TYPE_COUNT; i++)
+		evbuffer_add_printf(out, "parley_frames_sent_total{type=\"%s\"} %llu\n",
+		    frame_type_name((enum frame_type)i),
+		    (unsigned long long)total->frames_out_type[i]);
 }
 
 void
 metrics_render(const struct metrics *total, uint64_t capacity,
     uint64_t max_connections, struct evbuffer *out)
 {
-	for (size_t d = 0; d < sizeof(metric_defs) / sizeof(metric_defs[0]); d++) {
+	render_labelled(total, out);
+	for (size_t d = 0; d < NDEFS; d++) {
 		const struct metric_def *m = &metric_defs[d];
 
 		evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n",

@@ -14,6 +14,9 @@
 
 #include <ck_pr.h>
 
+#include "frame.h"
+#include "proto.h"
+
 struct evbuffer;
 
 /* Counters (monotonic) and gauges (owner adds and subtracts). */
@@ -33,6 +36,13 @@ struct metrics {
 	uint64_t idle_closes;            /* closed 1001 after 2 x heartbeat of silence */
 	uint64_t protocol_closes;        /* closed 1002/1003/1007/1009 */
 	uint64_t mailbox_messages;       /* messages taken from this worker's mailbox */
+	uint64_t mailbox_high_water;     /* gauge (max over workers): most messages
+	                                    found queued at once, worker or room mailbox */
+	uint64_t rooms;                  /* gauge: rooms resident on this worker */
+	uint64_t rooms_active;           /* gauge: rooms with at least one member */
+	uint64_t rate_limited;           /* rate_limited errors sent */
+	uint64_t requests[PROTO_TYPE_COUNT];   /* client requests by type ([0]: undecodable) */
+	uint64_t frames_out_type[FRAME_TYPE_COUNT]; /* server frames queued, by type */
 } __attribute__((aligned(64)));      /* one worker's block never shares a line */
 
 /* Owner-only increment: a relaxed load and store, no locked instruction. */
@@ -41,6 +51,11 @@ struct metrics {
 #define METRIC_INC(m, field) METRIC_ADD(m, field, 1)
 #define METRIC_SUB(m, field, n) \
 	ck_pr_store_64(&(m)->field, ck_pr_load_64(&(m)->field) - (uint64_t)(n))
+/* Owner-only: raise a high-water mark. */
+#define METRIC_MAX(m, field, v) do { \
+	if ((uint64_t)(v) > ck_pr_load_64(&(m)->field)) \
+		ck_pr_store_64(&(m)->field, (uint64_t)(v)); \
+} while (0)
 
 /* Add another worker's block into total, field by field (any thread). */
 void metrics_add(struct metrics *total, const struct metrics *block);

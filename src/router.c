@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <string.h>
+#include <strings.h>
 
 #include <event2/buffer.h>
 
@@ -9,7 +10,9 @@
 #include "log.h"
 #include "metrics.h"
 #include "router.h"
+#include "jwt.h"
 #include "server.h"
+#include "session.h"
 #include "settings.h"
 #include "worker.h"
 #include "ws.h"
@@ -63,14 +66,55 @@ metrics(struct conn *c, const struct http_request *req, const char *body, size_t
 	evbuffer_free(out);
 }
 
+/*
+ * A token in the upgrade request (?token= or Authorization: Bearer).
+ * Returns 0 with no token, 1 with a valid one (user filled), -1 when it
+ * was answered with 401.
+ */
+static int
+upgrade_token(struct conn *c, const struct http_request *req, char *user)
+{
+	const struct http_str *auth = http_header_get(req, "Authorization");
+	char token[JWT_MAX_LEN + 1];
+	struct jwt_claims claims;
+	enum jwt_result jr;
+	int len = -1;
+
+	if (auth != NULL && auth->len > 7 && strncasecmp(auth->p, "Bearer ", 7) == 0 &&
+	    auth->len - 7 <= JWT_MAX_LEN) {
+		len = (int)auth->len - 7;
+		memcpy(token, auth->p + 7, (size_t)len);
+		token[len] = '\0';
+	} else if (auth == NULL) {
+		len = http_query_param(req->query, "token", token, sizeof(token));
+		if (len == -1)
+			return 0;
+	}
+	if (len < 0) {
+		conn_http_error(c, req, 401, "unauthorized",
+		    "malformed Authorization header or token parameter",
+		    "WWW-Authenticate: Bearer\r\n", 0);
+		return -1;
+	}
+	jr = jwt_verify(&c->w->srv->verifier, token, (size_t)len,
+	    worker_now_ms() / 1000, &claims);
+	if (jr != JWT_OK) {
+		conn_http_error(c, req, 401, "unauthorized", jwt_strerror(jr),
+		    "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n", 0);
+		return -1;
+	}
+	memcpy(user, claims.sub, sizeof(claims.sub));
+	return 1;
+}
+
 /* RFC 6455 section 4.2: validate the opening handshake, answer 101. */
 static void
 websocket(struct conn *c, const struct http_request *req, const char *body, size_t len)
 {
 	const struct http_str *key = http_header_get(req, "Sec-WebSocket-Key");
 	const struct http_str *version = http_header_get(req, "Sec-WebSocket-Version");
-	char accept[WS_ACCEPT_LEN + 1], head[256];
-	int subprotocol = 0;
+	char accept[WS_ACCEPT_LEN + 1], head[256], user[NAMES_USER_MAX + 1];
+	int subprotocol = 0, authed;
 
 	if (!req->upgrade_websocket || !req->connection_upgrade) {
 		conn_http_error(c, req, 426, "upgrade_required",
@@ -98,6 +142,8 @@ websocket(struct conn *c, const struct http_request *req, const char *body, size
 		    "missing or malformed Sec-WebSocket-Key", NULL, 1);
 		return;
 	}
+	if ((authed = upgrade_token(c, req, user)) < 0)
+		return;
 	for (size_t i = 0; i < req->nheaders; i++)
 		if (http_str_ieq(req->headers[i].name, "Sec-WebSocket-Protocol") &&
 		    http_list_has_token(req->headers[i].value, "parley.v1"))
@@ -107,8 +153,11 @@ websocket(struct conn *c, const struct http_request *req, const char *body, size
 	    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
 	    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n", accept,
 	    subprotocol ? "Sec-WebSocket-Protocol: parley.v1\r\n" : "");
-	if (conn_send(c, head, len) == 0)
-		conn_upgrade(c, subprotocol);
+	if (conn_send(c, head, len) != 0)
+		return;
+	conn_upgrade(c, subprotocol);
+	if (authed)
+		session_start(c->sess, user);
 }
 
 static const struct route routes[] = {

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -12,9 +13,12 @@
 #include <event2/event.h>
 
 #include <ck_pr.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "log.h"
 #include "server.h"
+#include "session.h"
 #include "settings.h"
 #include "worker.h"
 #include "xmalloc.h"
@@ -93,6 +97,73 @@ online_cpus(void)
 	return n > 0 ? (unsigned)n : 1;
 }
 
+/*
+ * The HS256 secret: the file's content without a trailing newline, or
+ * PARLEY_JWT_SECRET. Without one no token verifies; say so at start.
+ */
+static int
+load_jwt_secret(struct server *srv, const struct settings *cfg)
+{
+	const char *env = getenv("PARLEY_JWT_SECRET");
+	char buf[4097];
+	size_t n = 0;
+
+	if (cfg->jwt_secret_file != NULL) {
+		FILE *f = fopen(cfg->jwt_secret_file, "r");
+
+		if (f == NULL) {
+			log_error("jwt_secret_unreadable file=%s error=\"%s\"",
+			    cfg->jwt_secret_file, strerror(errno));
+			return -1;
+		}
+		n = fread(buf, 1, sizeof(buf), f);
+		fclose(f);
+		if (n == sizeof(buf)) {
+			log_error("jwt_secret_too_long file=%s max_bytes=4096", cfg->jwt_secret_file);
+			return -1;
+		}
+		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+			n--;
+	} else if (env != NULL) {
+		n = strlen(env);
+		if (n >= sizeof(buf)) {
+			log_error("jwt_secret_too_long source=env max_bytes=4096");
+			return -1;
+		}
+		memcpy(buf, env, n);
+	}
+	if (n == 0) {
+		if (cfg->allow_anonymous)
+			log_info("jwt_secret_absent tokens=refused anonymous=allowed");
+		else
+			log_warn("jwt_secret_absent tokens=refused anonymous=refused "
+			    "hint=\"set --jwt-secret-file, PARLEY_JWT_SECRET or --allow-anonymous\"");
+	} else {
+		srv->jwt_secret = xmalloc(n);
+		memcpy(srv->jwt_secret, buf, n);
+		srv->jwt_secret_len = n;
+	}
+	OPENSSL_cleanse(buf, sizeof(buf));
+	srv->verifier.secret = srv->jwt_secret;
+	srv->verifier.secret_len = srv->jwt_secret_len;
+	srv->verifier.issuer = cfg->jwt_issuer;
+	srv->verifier.audience = cfg->jwt_audience;
+	srv->verifier.leeway_s = JWT_DEFAULT_LEEWAY;
+	return 0;
+}
+
+/* Session ids: a random prefix per process run, then worker and counter. */
+static void
+session_prefix(struct server *srv)
+{
+	unsigned char r[4];
+
+	if (RAND_bytes(r, sizeof(r)) != 1)
+		memset(r, 0, sizeof(r));
+	snprintf(srv->session_prefix, sizeof(srv->session_prefix), "%02x%02x%02x%02x",
+	    r[0], r[1], r[2], r[3]);
+}
+
 int
 server_init(struct server *srv, const struct settings *cfg)
 {
@@ -121,6 +192,10 @@ server_init(struct server *srv, const struct settings *cfg)
 	    (unsigned long long)srv->nofile,
 	    (unsigned long long)server_reserved_fds(srv->nworkers),
 	    (unsigned long long)srv->capacity, (unsigned long long)srv->max_connections);
+
+	if (load_jwt_secret(srv, cfg) != 0)
+		return -1;
+	session_prefix(srv);
 
 	srv->workers = xcalloc(srv->nworkers, sizeof(*srv->workers));
 	for (unsigned i = 0; i < srv->nworkers; i++) {
@@ -225,11 +300,22 @@ server_free(struct server *srv)
 			if (srv->workers[i] != NULL)
 				worker_join(srv->workers[i]);
 		for (unsigned i = 0; i < srv->nworkers; i++)
+			if (srv->workers[i] == NULL)
+				goto free_workers;   /* init failed part-way: nothing ran */
+		for (unsigned i = 0; i < srv->nworkers; i++)
+			worker_close_conns(srv->workers[i]);
+		worker_quiesce(srv->workers, srv->nworkers);
+free_workers:
+		for (unsigned i = 0; i < srv->nworkers; i++)
 			if (srv->workers[i] != NULL)
 				worker_free(srv->workers[i]);
 		free(srv->workers);
 	}
 	if (srv->base != NULL)
 		event_base_free(srv->base);
+	if (srv->jwt_secret != NULL) {
+		OPENSSL_cleanse(srv->jwt_secret, srv->jwt_secret_len);
+		free(srv->jwt_secret);
+	}
 	memset(srv, 0, sizeof(*srv));
 }

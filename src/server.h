@@ -11,7 +11,10 @@
 #ifndef PARLEY_SERVER_H
 #define PARLEY_SERVER_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "jwt.h"
 
 struct settings;
 struct worker;
@@ -28,6 +31,11 @@ struct server {
 	int nconns;                    /* shared atomic: open client connections, all workers */
 	int stopping;                  /* shared atomic: set once shutdown starts */
 	int64_t started_ms;            /* wall clock at start */
+
+	uint8_t *jwt_secret;           /* NULL: no token verifies */
+	size_t jwt_secret_len;
+	struct jwt_verifier verifier;  /* shared, read-only */
+	char session_prefix[9];        /* shared, read-only: random per run */
 
 	struct event_base *base;       /* main thread: signals only */
 };

@@ -42,13 +42,13 @@ static const struct option_def options[] = {
 	{ "db", 'd', OPT_STRING, OFF(db), 0, 0, "CONNINFO",
 	  "PostgreSQL conninfo or URI (default: in-memory mode)" LATER },
 	{ "jwt-secret-file", 0, OPT_STRING, OFF(jwt_secret_file), 0, 0, "FILE",
-	  "HS256 secret (default: env PARLEY_JWT_SECRET)" LATER },
+	  "HS256 secret (default: env PARLEY_JWT_SECRET)" },
 	{ "jwt-issuer", 0, OPT_STRING, OFF(jwt_issuer), 0, 0, "S",
-	  "require this iss claim" LATER },
+	  "require this iss claim" },
 	{ "jwt-audience", 0, OPT_STRING, OFF(jwt_audience), 0, 0, "S",
-	  "require this aud claim" LATER },
+	  "require this aud claim" },
 	{ "allow-anonymous", 0, OPT_BOOL, OFF(allow_anonymous), 0, 0, NULL,
-	  "hello may carry a name instead of a token" LATER },
+	  "hello may carry a name instead of a token" },
 	{ "tls-cert", 0, OPT_STRING, OFF(tls_cert), 0, 0, "FILE",
 	  "TLS certificate chain (PEM)" " [later: refuses to start]" },
 	{ "tls-key", 0, OPT_STRING, OFF(tls_key), 0, 0, "FILE",
@@ -56,7 +56,7 @@ static const struct option_def options[] = {
 	{ "max-connections", 0, OPT_UINT, OFF(max_connections), 1, 100000000, "N",
 	  "client connections; beyond get HTTP 503 (default: from the open-files limit)" },
 	{ "max-body", 0, OPT_UINT, OFF(max_body), 1, 1048576, "BYTES",
-	  "largest message body (default 4000)" LATER },
+	  "largest message body (default 4000)" },
 	{ "max-frame", 0, OPT_UINT, OFF(max_frame), 256, 16777216, "BYTES",
 	  "largest WebSocket message (default 65536)" },
 	{ "heartbeat", 0, OPT_UINT, OFF(heartbeat), 1, 3600, "SECONDS",
@@ -64,9 +64,15 @@ static const struct option_def options[] = {
 	{ "out-limit", 0, OPT_UINT, OFF(out_limit), 4096, 1073741824, "BYTES",
 	  "pending output per connection before close 1013 (default 1048576)" },
 	{ "rate", 0, OPT_UINT, OFF(rate), 0, 1000000, "N",
-	  "sequenced requests per second per connection, 0 = unlimited (default 20)" LATER },
+	  "sequenced requests per second per connection, 0 = unlimited (default 20)" },
 	{ "burst", 0, OPT_UINT, OFF(burst), 1, 1000000, "N",
-	  "rate-limit burst (default 40)" LATER },
+	  "rate-limit burst (default 40)" },
+	{ "signal-rate", 0, OPT_UINT, OFF(signal_rate), 1, 1000000, "N",
+	  "typing and read requests per second per connection, each its own bucket (default 5)" },
+	{ "signal-burst", 0, OPT_UINT, OFF(signal_burst), 1, 1000000, "N",
+	  "burst of the typing and read buckets (default 10)" },
+	{ "room-idle", 0, OPT_UINT, OFF(room_idle), 1, 86400, "SECONDS",
+	  "an empty room is freed after this long (default 60)" },
 	{ "batch-max", 0, OPT_UINT, OFF(batch_max), 1, 100000, "ROWS",
 	  "persistence batch size (default 1000)" LATER },
 	{ "batch-delay", 0, OPT_UINT, OFF(batch_delay), 0, 10000, "MS",
@@ -94,6 +100,9 @@ settings_init(struct settings *cfg)
 	cfg->out_limit = 1048576;
 	cfg->rate = 20;
 	cfg->burst = 40;
+	cfg->signal_rate = 5;
+	cfg->signal_burst = 10;
+	cfg->room_idle = 60;
 	cfg->batch_max = 1000;
 	cfg->batch_delay = 2;
 	cfg->backlog = 100000;

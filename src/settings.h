@@ -34,6 +34,9 @@ struct settings {
 	uint64_t out_limit;         /* bytes of pending output per connection */
 	uint64_t rate;              /* sequenced requests per second; 0 = unlimited */
 	uint64_t burst;
+	uint64_t signal_rate;       /* typing and read requests per second */
+	uint64_t signal_burst;
+	uint64_t room_idle;         /* seconds an empty room is kept */
 	uint64_t batch_max;
 	uint64_t batch_delay;       /* milliseconds */
 	uint64_t backlog;

@@ -15,6 +15,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "rooms.h"
 #include "server.h"
 #include "settings.h"
 #include "worker.h"
@@ -205,12 +206,15 @@ mailbox_cb(evutil_socket_t fd, short what, void *arg)
 			worker_begin_shutdown(w);
 			break;
 		default:
+			if (rooms_handle(w, m))
+				break;
 			log_error("mailbox_unknown worker=%u kind=%d", w->id, m->kind);
 			free(m);
 			break;
 		}
 	}
 	METRIC_ADD(&w->metrics, mailbox_messages, n);
+	METRIC_MAX(&w->metrics, mailbox_high_water, w->mb.high_water);
 	/* Budget spent with work left: run again after this iteration's I/O. */
 	if (mailbox_pending(&w->mb))
 		event_active(w->mb_ev, EV_READ, 0);
@@ -247,6 +251,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 		w->wheel_done++;
 		wheel_run_slot(w, w->wheel_done);
 	}
+	rooms_tick(w);
 	worker_maybe_exit(w);
 }
 
@@ -259,6 +264,7 @@ worker_main(void *arg)
 	/* Signals belong to the main thread's loop. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	rooms_bind_thread(w);
 	log_debug("worker_started worker=%u", w->id);
 	event_base_dispatch(w->base);
 	log_debug("worker_stopped worker=%u", w->id);
@@ -308,7 +314,8 @@ worker_new(struct server *srv, unsigned id, int listen_fd)
 	event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
 	w->base = event_base_new_with_config(ec);
 	event_config_free(ec);
-	if (w->base == NULL || mailbox_init(&w->mb) != 0 || worker_events(w) != 0)
+	if (w->base == NULL || mailbox_init(&w->mb) != 0 || worker_events(w) != 0 ||
+	    rooms_init(w) != 0)
 		goto fail;
 	return w;
 fail:
@@ -336,12 +343,21 @@ worker_join(struct worker *w)
 }
 
 void
+worker_close_conns(struct worker *w)
+{
+	rooms_bind_thread(w);
+	while (w->conns != NULL)
+		conn_destroy(w->conns, 1);
+	rooms_bind_thread(NULL);
+}
+
+void
 worker_free(struct worker *w)
 {
 	struct mailbox_msg *m;
 
-	while (w->conns != NULL)
-		conn_destroy(w->conns, 1);
+	worker_close_conns(w);
+	rooms_free(w);
 	if (w->mb.efd >= 0)
 		while ((m = mailbox_take(&w->mb)) != NULL)
 			free(m);

@@ -13,18 +13,28 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "htab.h"
 #include "mailbox.h"
 #include "metrics.h"
+#include "room.h"
 
 struct server;
 struct conn;
+struct room;
+struct room_msg;
 struct event;
 struct event_base;
 
 /* Messages a worker accepts in its mailbox. */
 enum worker_msg_kind {
 	WORKER_MSG_SHUTDOWN = 1,  /* stop accepting, close clients with 1001, exit */
+	WORKER_MSG_ROOM_RUN,      /* a room homed here has mail (struct room.run_msg) */
+	WORKER_MSG_ROOM_OPEN,     /* a struct room_msg JOIN for a room homed here, by name */
+	/* ROOM_OUT_DELIVER, ROOM_OUT_MEMBER (room.h): what rooms send members */
 };
+
+#define ROOM_BUDGET 256           /* messages a room handles per run */
+#define ROOM_TICK_MS 500          /* typing expiry and idle checks */
 
 /*
  * Timer wheel of 100 ms ticks: fine enough that a deadline is met within a
@@ -62,6 +72,15 @@ struct worker {
 	uint32_t wheel_done;           /* last tick whose slot was processed */
 	int64_t mono_origin_ms;        /* worker clock zero (CLOCK_MONOTONIC_COARSE) */
 
+	/* rooms homed here */
+	struct htab rooms;             /* the registry shard: struct room by name */
+	struct room_env room_env;      /* what these rooms call back into */
+	struct room *ready_head, *ready_tail; /* rooms to run */
+	struct event *run_ev;          /* runs the ready rooms after this iteration's I/O */
+	struct room *timed_head;       /* rooms needing room_tick */
+	uint64_t last_room_tick_ms;
+	uint64_t sessions;             /* sessions started here (for their ids) */
+
 	uint8_t *rbuf;                 /* read scratch shared by all its connections */
 	size_t rbuf_size;
 	int stopping;
@@ -73,12 +92,34 @@ struct worker *worker_new(struct server *srv, unsigned id, int listen_fd);
 int worker_start(struct worker *w);
 /* Main thread: wait for its thread to end (no-op if it never started). */
 void worker_join(struct worker *w);
+/* Main thread, after every worker is joined: drop its connections (their
+ * sessions leave their rooms). */
+void worker_close_conns(struct worker *w);
 /* Main thread, after every worker is joined (they read each other's
  * metrics): free everything it owns. */
 void worker_free(struct worker *w);
 
 /* Any thread: hand the worker a message (ownership passes to the worker). */
 void worker_post(struct worker *w, struct mailbox_msg *msg);
+
+/*
+ * Any thread: the room got mail while idle (room_push said so): run it on
+ * its home worker, from a local list when called there, else by message.
+ */
+void worker_schedule_room(struct room *r);
+
+/* Worker thread: send a JOIN to the room's home worker's registry. */
+void worker_route_join(struct worker *w, struct room_msg *msg);
+
+/* The worker whose thread is running, or NULL (main thread). */
+struct worker *worker_current(void);
+
+/*
+ * Main thread, after every worker has stopped and before any is freed:
+ * play out the messages still in flight (leaves, lefts) on behalf of each
+ * worker, so every membership and room is released cleanly.
+ */
+void worker_quiesce(struct worker **workers, unsigned n);
 
 /* Worker thread: ask for a flush pass at the end of this loop iteration. */
 void worker_want_flush(struct worker *w);

@@ -59,3 +59,15 @@ xstrndup(const char *s, size_t n)
 	p[n] = '\0';
 	return p;
 }
+
+void *
+xcalloc_aligned(size_t align, size_t nmemb, size_t size)
+{
+	size_t len = nmemb * size;
+	void *p;
+
+	if (posix_memalign(&p, align, len > 0 ? len : align) != 0)
+		xmalloc_die(len);
+	memset(p, 0, len);
+	return p;
+}

@@ -15,5 +15,7 @@ void *xcalloc(size_t nmemb, size_t size);
 void *xrealloc(void *ptr, size_t size);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
+/* Zeroed memory aligned to align (a power of two >= sizeof(void *)). */
+void *xcalloc_aligned(size_t align, size_t nmemb, size_t size);
 
 #endif

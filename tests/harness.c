@@ -124,6 +124,7 @@ spawn(struct server *s, const char *const extra_args[])
 	argv[argc++] = listen;
 	argv[argc++] = "--log-level";
 	argv[argc++] = "debug";
+	argv[argc++] = "--allow-anonymous";
 	for (i = 0; extra_args != NULL && extra_args[i] != NULL &&
 	    argc < 63; i++)
 		argv[argc++] = extra_args[i];

@@ -125,11 +125,32 @@ test_stop(void)
 
 /* ---- helpers -------------------------------------------------------- */
 
-/* Connect a WebSocket to the current server. */
+/*
+ * Say hello (the suites run with --allow-anonymous) and read the welcome:
+ * the chat protocol refuses everything before it. 1 on success.
+ */
+static int
+greet(struct wsc *c)
+{
+	static unsigned n;
+	struct wsc_frame f;
+	char hello[64];
+
+	snprintf(hello, sizeof(hello), "{\"type\":\"hello\",\"name\":\"t%u\"}", ++n);
+	if (wsc_send_text(c, hello) != 0 || wsc_recv(c, &f, T_IO) != 1 || f.opcode != 1)
+		return 0;
+	return f.len > 17 && memcmp(f.payload, "{\"type\":\"welcome\"", 17) == 0;
+}
+
+/* Connect a WebSocket to the current server and say hello. */
 static int
 ws_open(struct wsc *c)
 {
-	return wsc_connect(c, HOST, srv.port, NULL, "/ws", NULL, 0, T_IO);
+	int st = wsc_connect(c, HOST, srv.port, NULL, "/ws", NULL, 0, T_IO);
+
+	if (st == 101 && !greet(c))
+		return -1;
+	return st;
 }
 
 static json_t *
@@ -582,6 +603,7 @@ test_upgrade_protocols(void)
 	CU_ASSERT(!wsc_response_header(&c, "Sec-WebSocket-Protocol", v,
 	    sizeof(v)));
 	/* The connection works without a subprotocol. */
+	CU_ASSERT(greet(&c));
 	CU_ASSERT(app_ping(&c, NULL, T_IO));
 	wsc_close(&c);
 }
@@ -905,6 +927,7 @@ test_slow_consumer(void)
 	CU_ASSERT_EQUAL(server_metric(&srv, "parley_connections", &base), 0);
 	CU_ASSERT_EQUAL_FATAL(wsc_connect(&a, HOST, srv.port, NULL, "/ws",
 	    NULL, 4096, T_IO), 101);
+	CU_ASSERT_FATAL(greet(&a));
 	CU_ASSERT_EQUAL_FATAL(ws_open(&b), 101);
 
 	/* A floods pings and never reads; B checks the server stays live. */
@@ -1131,6 +1154,7 @@ test_shutdown(void)
 	    T_IO), 101);
 	CU_ASSERT_EQUAL(wsc_connect(&b, HOST, s.port, NULL, "/ws", NULL, 0,
 	    T_IO), 101);
+	CU_ASSERT(greet(&a) && greet(&b));
 	CU_ASSERT(app_ping(&a, NULL, T_IO));
 	CU_ASSERT(app_ping(&b, NULL, T_IO));
 	t0 = wsc_now_ms();
@@ -1174,7 +1198,7 @@ client_main(void *arg)
 	int i, n;
 
 	if (wsc_connect(&c, HOST, job->port, NULL, "/ws", NULL, 0, T_IO) !=
-	    101) {
+	    101 || !greet(&c)) {
 		wsc_close(&c);
 		return NULL;
 	}

@@ -1,0 +1,71 @@
+/*
+ * session.h - the chat protocol on one WebSocket connection: identity,
+ * requests, rate limits, and the connection's side of room membership.
+ *
+ * Owner: the connection's worker; every function here runs on that thread.
+ * A session belongs to its connection (created at the upgrade, freed with
+ * it). Its memberships (struct member, room.h) belong to the same worker but
+ * outlive the session when a room still has to answer them: a membership is
+ * freed when its room's LEFT (or refusal) arrives, never before, so a room
+ * never names a freed member.
+ *
+ * Requests for a room whose JOINED has not come back yet wait in the
+ * membership, in order, and are handled when it arrives: requests from one
+ * connection are handled in the order sent.
+ */
+#ifndef PARLEY_SESSION_H
+#define PARLEY_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "names.h"
+#include "ratelimit.h"
+
+struct conn;
+struct worker;
+struct member;
+struct deliver_msg;
+struct member_msg;
+
+#define SESSION_MAX_ROOMS 1024     /* rooms one connection may be in */
+#define SESSION_MAX_PENDING 256    /* requests waiting for one JOINED */
+#define SESSION_ABUSE_LIMIT 50     /* rate_limited errors within ... */
+#define SESSION_ABUSE_WINDOW_MS 10000 /* ... this long: close 1008 */
+
+struct session {
+	struct conn *c;
+	uint8_t authed;
+	char user[NAMES_USER_MAX + 1];
+	char id[32];                   /* the welcome's session */
+	struct member *rooms;          /* memberships joined or pending */
+	struct member *leaving;        /* left, waiting for the room's LEFT */
+	unsigned nrooms;
+	struct rate_bucket seq_bucket, typing_bucket, read_bucket;
+	uint32_t abuse_window_ms;      /* start of the current 10 s window */
+	uint32_t abuse_count;          /* rate_limited errors in it */
+};
+
+/* At the upgrade: a session that has not said hello yet. */
+struct session *session_new(struct conn *c);
+
+/*
+ * The upgrade request carried a valid token for user: authenticate now and
+ * send welcome.
+ */
+void session_start(struct session *s, const char *user);
+
+/* The connection is going away: leave every room without replies. */
+void session_free(struct session *s);
+
+/* One complete text message from the client. */
+void session_on_text(struct session *s, const uint8_t *data, size_t len);
+
+/* Worker mailbox handlers for what rooms send. Each consumes its message. */
+void session_deliver(struct worker *w, struct deliver_msg *dm);
+void session_member_event(struct worker *w, struct member_msg *mm);
+
+/* Worker teardown: a member whose worker will never see its LEFT. */
+void session_member_discard(struct member *m);
+
+#endif
