@@ -46,6 +46,7 @@ static void conn_http_settle(struct conn *c);
 static void conn_http_resume(struct conn *c);
 static int conn_http_backpressure(struct conn *c);
 static void conn_schedule_ms(struct conn *c, uint32_t deadline_ms);
+static void conn_ws_reschedule(struct conn *c, uint32_t next_ms);
 
 /* The one place a connection changes state; closing states get their bound. */
 static void
@@ -638,7 +639,7 @@ conn_upgrade(struct conn *c, int subprotocol)
 	conn_set_state(c, CONN_WS);
 	METRIC_INC(&w->metrics, websockets);
 	c->sess = session_new(c);
-	conn_schedule_ms(c, c->last_rx_ms + 1000 * (uint32_t)cfg_of(c)->heartbeat);
+	conn_ws_reschedule(c, c->last_rx_ms + 1000 * (uint32_t)cfg_of(c)->heartbeat);
 }
 
 /* ---- WebSocket ------------------------------------------------------------ */
@@ -745,6 +746,16 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 		conn_ws_input(c, c->w->rbuf, (size_t)n);
 }
 
+/* The next WebSocket timer: heartbeat at next_ms, or the hello deadline. */
+static void
+conn_ws_reschedule(struct conn *c, uint32_t next_ms)
+{
+	if (c->sess != NULL &&
+	    session_hello_timer(c->sess, worker_clock_ms(c->w), &next_ms))
+		return;   /* refused: its close has its own bound */
+	conn_schedule_ms(c, next_ms);
+}
+
 /* The heartbeat: ping a silent peer after heartbeat s, close it after 2x. */
 static void
 conn_ws_heartbeat(struct conn *c)
@@ -764,10 +775,10 @@ conn_ws_heartbeat(struct conn *c)
 			c->pinged = 1;
 			conn_send_frame(c, WS_OP_PING, NULL, 0);
 		}
-		conn_schedule_ms(c, c->last_rx_ms + 2 * hb_ms);
+		conn_ws_reschedule(c, c->last_rx_ms + 2 * hb_ms);
 		return;
 	}
-	conn_schedule_ms(c, c->last_rx_ms + hb_ms);
+	conn_ws_reschedule(c, c->last_rx_ms + hb_ms);
 }
 
 static void

@@ -91,7 +91,25 @@ session_new(struct conn *c)
 	rate_init(&s->typing_bucket, (uint32_t)cfg->signal_burst, now);
 	rate_init(&s->read_bucket, (uint32_t)cfg->signal_burst, now);
 	s->abuse_window_ms = now;
+	s->started_ms = now;
 	return s;
+}
+
+int
+session_hello_timer(struct session *s, uint32_t now_ms, uint32_t *next)
+{
+	uint32_t deadline = s->started_ms + SESSION_HELLO_TIMEOUT_MS;
+
+	if (s->authed)
+		return 0;
+	if ((int32_t)(now_ms - deadline) >= 0) {
+		log_debug("hello_timeout fd=%d", s->c->fd);
+		refuse(s, NULL, "no hello within 10 seconds");
+		return 1;
+	}
+	if ((int32_t)(deadline - *next) < 0)
+		*next = deadline;
+	return 0;
 }
 
 static void
@@ -396,6 +414,12 @@ session_dispatch(struct session *s, struct room_msg *msg)
 		}
 		if (!msg->charged && !rate_check(s, req))
 			break;
+		if (proto_is_sequenced(req->type) && server_stopping(sess_worker(s)->srv)) {
+			/* Stopping: what was accepted is finished, nothing new starts. */
+			send_error(s, req, "unavailable", "server shutting down; retry on another connection",
+			    SESSION_RETRY_SHUTDOWN_MS);
+			break;
+		}
 		msg->charged = 1;
 		if (m->state == MEMBER_PENDING) {
 			if (m->npend >= SESSION_MAX_PENDING) {

@@ -32,10 +32,13 @@ struct member_msg;
 #define SESSION_MAX_PENDING 256    /* requests waiting for one JOINED */
 #define SESSION_ABUSE_LIMIT 50     /* rate_limited errors within ... */
 #define SESSION_ABUSE_WINDOW_MS 10000 /* ... this long: close 1008 */
+#define SESSION_HELLO_TIMEOUT_MS 10000 /* a client must say hello within this */
+#define SESSION_RETRY_SHUTDOWN_MS 1000 /* retry_after_ms of unavailable while stopping */
 
 struct session {
 	struct conn *c;
 	uint8_t authed;
+	uint32_t started_ms;           /* worker clock at the upgrade */
 	char user[NAMES_USER_MAX + 1];
 	char id[32];                   /* the welcome's session */
 	struct member *rooms;          /* memberships joined or pending */
@@ -54,6 +57,13 @@ struct session *session_new(struct conn *c);
  * send welcome.
  */
 void session_start(struct session *s, const char *user);
+
+/*
+ * Timer: a session that has not said hello by its deadline is refused
+ * (unauthorized, close 1008). Returns 1 then; else 0 with *next set to the
+ * deadline still pending (or left alone once authenticated).
+ */
+int session_hello_timer(struct session *s, uint32_t now_ms, uint32_t *next);
 
 /* The connection is going away: leave every room without replies. */
 void session_free(struct session *s);

@@ -58,7 +58,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 [ -n "$port" ] || die "no free port (python3 needed)"
 
 # shellcheck disable=SC2086 # PARLEYD_ARGS is split on purpose
-"$PARLEYD" -l "127.0.0.1:$port" -t 2 $PARLEYD_ARGS >"$tmp/server.log" 2>&1 &
+"$PARLEYD" -l "127.0.0.1:$port" -t 2 --allow-anonymous $PARLEYD_ARGS >"$tmp/server.log" 2>&1 &
 spid=$!
 
 healthz() {

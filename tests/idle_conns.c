@@ -198,6 +198,19 @@ conn_connected(int i, const char *host, int port)
 		conn_fail(c);
 }
 
+/* An idle chat client has said hello (the server needs --allow-anonymous). */
+static int
+say_hello(struct conn *c)
+{
+	uint8_t out[WSC_MAX_HEADER + 64];
+	char hello[64];
+	int len = snprintf(hello, sizeof(hello),
+	    "{\"type\":\"hello\",\"name\":\"idle%d\"}", c->fd);
+
+	return send_small(c->fd, out, wsc_encode(out, 1, 1, hello, (size_t)len,
+	    next_mask(), 0));
+}
+
 /* Check the 101 head in c->in; 1 done, 0 need more, -1 bad. */
 static int
 check_head(struct conn *c)
@@ -319,6 +332,10 @@ conn_readable(struct conn *c)
 			c->state = C_OPEN;
 			pending--;
 			n_connected++;
+			if (say_hello(c) < 0) {
+				conn_fail(c);
+				return;
+			}
 		}
 		if (handle_frames(c) < 0) {
 			conn_fail(c);
