@@ -340,28 +340,41 @@ typing_stop(struct room *r, struct room_user *u)
 	typing_broadcast(r, u, 0);
 }
 
-/* The events a join with since must replay, each with a new reference. */
+/*
+ * The events a join with since must replay, each with a new reference: the
+ * latest ROOM_REPLAY_MAX at most, and no more bytes than the client's
+ * output limit allows (truncated says the client must page with history).
+ */
 static void
 replay_collect(struct room *r, const struct proto_req *req,
     struct member_msg *mm, int *truncated)
 {
-	uint64_t from, oldest;
+	uint64_t from, oldest, s;
+	size_t bytes = 0;
 
 	*truncated = 0;
 	if (!req->has_since || (uint64_t)req->since >= r->seq || r->ring == NULL)
 		return;
 	from = (uint64_t)req->since + 1;
-	if (r->seq - (uint64_t)req->since > ROOM_REPLAY_MAX) {
-		from = r->seq - ROOM_REPLAY_MAX + 1;
-		*truncated = 1;
-	}
 	oldest = r->seq >= ROOM_RING ? r->seq - ROOM_RING + 1 : 1;
+	if (r->seq - oldest + 1 > ROOM_REPLAY_MAX)
+		oldest = r->seq - ROOM_REPLAY_MAX + 1;
 	if (from < oldest) {
 		from = oldest;
 		*truncated = 1;
 	}
+	for (s = r->seq; s >= from; s--) {
+		bytes += r->ring[s % ROOM_RING].f->len;
+		if (r->env->reply_max_bytes != 0 && bytes > r->env->reply_max_bytes) {
+			from = s + 1;
+			*truncated = 1;
+			break;
+		}
+	}
+	if (from > r->seq)
+		return;
 	mm->replay = xmalloc((size_t)(r->seq - from + 1) * sizeof(*mm->replay));
-	for (uint64_t s = from; s <= r->seq; s++) {
+	for (s = from; s <= r->seq; s++) {
 		struct ring_slot *slot = &r->ring[s % ROOM_RING];
 
 		frame_ref(slot->f);
@@ -744,9 +757,20 @@ room_history(struct room *r, struct member *m, const struct proto_req *req)
 	if (r->ring == NULL || top < oldest) {
 		top = 0;              /* nothing kept below before */
 	} else {
+		size_t bytes = 0;
+
 		from = top >= (uint64_t)req->limit ? top - (uint64_t)req->limit + 1 : 1;
 		if (from < oldest)
 			from = oldest;
+		/* No more than the client's output limit allows: more says so. */
+		for (s = top; s >= from; s--) {
+			bytes += frame_payload_len(r->ring[s % ROOM_RING].f) + 1;
+			if (r->env->reply_max_bytes != 0 && bytes > r->env->reply_max_bytes &&
+			    s < top) {
+				from = s + 1;
+				break;
+			}
+		}
 	}
 	json_object_set_new(head, "room", json_string(r->name));
 	json_object_set_new(head, "more", json_boolean(top > 0 && from > oldest));

@@ -47,7 +47,7 @@ struct session;
 
 #define ROOM_RING 1024          /* latest events kept for replay and history */
 #define ROOM_REPLAY_MAX 1000    /* replayed on join at most; more = truncated */
-#define ROOM_DEDUPE_WINDOW 10000 /* client ids remembered per room */
+#define ROOM_DEDUPE_WINDOW 10240 /* client ids remembered per room (at least 10,000) */
 #define ROOM_MEMBERS_MAX 500    /* names listed in joined */
 #define ROOM_TYPING_REFRESH_MS 3000
 #define ROOM_TYPING_EXPIRE_MS 6000
@@ -66,6 +66,9 @@ struct room_env {
 	struct metrics *metrics;  /* the home worker's counters */
 	uint32_t idle_ms;         /* empty this long before it may be freed */
 	int keep_events;          /* memory mode: never free a room with events */
+	size_t reply_max_bytes;   /* replay and history frames per request, at most
+	                             (half of --out-limit: never a 1013 by itself;
+	                             0: no byte bound) */
 };
 
 enum member_state {
