@@ -854,8 +854,8 @@ test_dedupe_window(void)
 	join_quiet(&fx, a);
 	CU_ASSERT_EQUAL(SEND_ID(&fx, a, "first", "n1"), 1);
 	/*
-	 * n1 and 9,999 more: the window holds the last ROOM_DEDUPE_WINDOW
-	 * (10,000) ids, n1 included.
+	 * n1 and ROOM_DEDUPE_WINDOW - 1 more: the window holds the last
+	 * ROOM_DEDUPE_WINDOW ids (at least 10,000), n1 included.
 	 */
 	for (i = 2; i <= ROOM_DEDUPE_WINDOW; i++) {
 		snprintf(id, sizeof(id), "n%u", i);
