@@ -182,6 +182,46 @@ room_broadcast(struct room *r, struct frame *f, int stream, const char *exclude)
 	frame_unref(f);
 }
 
+/* ---- the ring of latest events -------------------------------------------- */
+
+static struct ring_slot *
+ring_at(const struct room *r, uint64_t seq)
+{
+	return &r->ring[seq % r->ring_cap];
+}
+
+/* The oldest seq the ring still holds (1 when it holds them all). */
+static uint64_t
+ring_oldest(const struct room *r)
+{
+	return r->seq >= r->ring_cap ? r->seq - r->ring_cap + 1 : 1;
+}
+
+/*
+ * Make room for seq. The ring starts small (most rooms are small) and
+ * doubles up to env->ring_max; only then does the oldest event go.
+ */
+static void
+ring_reserve(struct room *r, uint64_t seq)
+{
+	struct ring_slot *old = r->ring;
+	size_t cap = r->ring_cap, max = r->env->ring_max;
+
+	if (max < ROOM_RING)
+		max = ROOM_RING;   /* replay needs 1000 */
+	if (r->ring != NULL && (seq < r->ring_cap || r->ring_cap >= max))
+		return;
+	cap = cap == 0 ? ROOM_RING_MIN : cap * 2;
+	if (cap > max)
+		cap = max;
+	r->ring = xcalloc(cap, sizeof(*r->ring));
+	for (size_t i = 0; old != NULL && i < r->ring_cap; i++)
+		if (old[i].seq != 0)
+			r->ring[old[i].seq % cap] = old[i];
+	free(old);
+	r->ring_cap = cap;
+}
+
 /* ---- life ------------------------------------------------------------------- */
 
 struct room *
@@ -221,7 +261,7 @@ room_free(struct room *r)
 	while ((m = mailbox_take(&r->mb)) != NULL)
 		room_msg_free((struct room_msg *)m);
 	if (r->ring != NULL)
-		for (size_t i = 0; i < ROOM_RING; i++)
+		for (size_t i = 0; i < r->ring_cap; i++)
 			frame_unref(r->ring[i].f);
 	htab_each(&r->users, free_node, NULL);
 	htab_each(&r->reactions, free_node, NULL);
@@ -356,7 +396,7 @@ replay_collect(struct room *r, const struct proto_req *req,
 	if (!req->has_since || (uint64_t)req->since >= r->seq || r->ring == NULL)
 		return;
 	from = (uint64_t)req->since + 1;
-	oldest = r->seq >= ROOM_RING ? r->seq - ROOM_RING + 1 : 1;
+	oldest = ring_oldest(r);
 	if (r->seq - oldest + 1 > ROOM_REPLAY_MAX)
 		oldest = r->seq - ROOM_REPLAY_MAX + 1;
 	if (from < oldest) {
@@ -364,7 +404,7 @@ replay_collect(struct room *r, const struct proto_req *req,
 		*truncated = 1;
 	}
 	for (s = r->seq; s >= from; s--) {
-		bytes += r->ring[s % ROOM_RING].f->len;
+		bytes += ring_at(r, s)->f->len;
 		if (r->env->reply_max_bytes != 0 && bytes > r->env->reply_max_bytes) {
 			from = s + 1;
 			*truncated = 1;
@@ -375,7 +415,7 @@ replay_collect(struct room *r, const struct proto_req *req,
 		return;
 	mm->replay = xmalloc((size_t)(r->seq - from + 1) * sizeof(*mm->replay));
 	for (s = from; s <= r->seq; s++) {
-		struct ring_slot *slot = &r->ring[s % ROOM_RING];
+		struct ring_slot *slot = ring_at(r, s);
 
 		frame_ref(slot->f);
 		mm->replay[mm->nreplay++] = slot->f;
@@ -565,10 +605,10 @@ authors_set(struct room *r, uint64_t seq, uint32_t value)
 static void
 ring_mark_deleted(struct room *r, uint64_t target)
 {
-	uint64_t oldest = r->seq >= ROOM_RING ? r->seq - ROOM_RING + 1 : 1;
+	uint64_t oldest = ring_oldest(r);
 
 	for (uint64_t s = oldest; s <= r->seq; s++) {
-		struct ring_slot *slot = &r->ring[s % ROOM_RING];
+		struct ring_slot *slot = ring_at(r, s);
 		json_t *o;
 
 		if (!((slot->type == FRAME_MESSAGE && s == target) ||
@@ -621,9 +661,8 @@ room_sequence(struct room *r, struct member *m, struct room_user *u,
 		r->authors[req->target] |= AUTHOR_DELETED;
 		ring_mark_deleted(r, (uint64_t)req->target);
 	}
-	if (r->ring == NULL)
-		r->ring = xcalloc(ROOM_RING, sizeof(*r->ring));
-	slot = &r->ring[seq % ROOM_RING];
+	ring_reserve(r, seq);
+	slot = ring_at(r, seq);
 	frame_unref(slot->f);
 	slot->seq = seq;
 	slot->target = type == FRAME_MESSAGE ? 0 : (uint64_t)req->target;
@@ -746,7 +785,7 @@ room_read(struct room *r, struct room_user *u, const struct proto_req *req)
 static void
 room_history(struct room *r, struct member *m, const struct proto_req *req)
 {
-	uint64_t oldest = r->seq >= ROOM_RING ? r->seq - ROOM_RING + 1 : 1;
+	uint64_t oldest = ring_oldest(r);
 	uint64_t top = r->seq, from = 1, s;
 	json_t *head = reply_obj("history", req);
 	char *prefix, *p;
@@ -764,7 +803,7 @@ room_history(struct room *r, struct member *m, const struct proto_req *req)
 			from = oldest;
 		/* No more than the client's output limit allows: more says so. */
 		for (s = top; s >= from; s--) {
-			bytes += frame_payload_len(r->ring[s % ROOM_RING].f) + 1;
+			bytes += frame_payload_len(ring_at(r, s)->f) + 1;
 			if (r->env->reply_max_bytes != 0 && bytes > r->env->reply_max_bytes &&
 			    s < top) {
 				from = s + 1;
@@ -779,7 +818,7 @@ room_history(struct room *r, struct member *m, const struct proto_req *req)
 	plen = strlen(prefix) - 1;   /* without its closing brace */
 	cap = plen + 16;
 	for (s = from; s <= top; s++)
-		cap += frame_payload_len(r->ring[s % ROOM_RING].f) + 1;
+		cap += frame_payload_len(ring_at(r, s)->f) + 1;
 	p = xmalloc(cap);
 	memcpy(p, prefix, plen);
 	free(prefix);
@@ -787,7 +826,7 @@ room_history(struct room *r, struct member *m, const struct proto_req *req)
 	memcpy(p + len, ",\"events\":[", 11);
 	len += 11;
 	for (s = from; s <= top; s++) {
-		const struct frame *f = r->ring[s % ROOM_RING].f;
+		const struct frame *f = ring_at(r, s)->f;
 
 		if (s > from)
 			p[len++] = ',';
@@ -808,7 +847,8 @@ room_request(struct room *r, struct room_msg *msg, const struct room_clock *now)
 
 	if (u == NULL || u->conns == 0) {
 		/* cannot happen: the worker sends only for joined members */
-		reply_error(r, m, &msg->req, "not_member", "join the room first");
+		if (msg->req.type != PROTO_TYPING && msg->req.type != PROTO_READ)
+			reply_error(r, m, &msg->req, "not_member", "join the room first");
 		return;
 	}
 	switch (msg->req.type) {

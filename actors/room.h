@@ -45,7 +45,8 @@ struct metrics;
 struct room;
 struct session;
 
-#define ROOM_RING 1024          /* latest events kept for replay and history */
+#define ROOM_RING 1024          /* latest events kept at least (replay needs 1000) */
+#define ROOM_RING_MIN 64        /* a new room's ring; it doubles as events come */
 #define ROOM_REPLAY_MAX 1000    /* replayed on join at most; more = truncated */
 #define ROOM_DEDUPE_WINDOW 10240 /* client ids remembered per room (at least 10,000) */
 #define ROOM_MEMBERS_MAX 500    /* names listed in joined */
@@ -66,6 +67,7 @@ struct room_env {
 	struct metrics *metrics;  /* the home worker's counters */
 	uint32_t idle_ms;         /* empty this long before it may be freed */
 	int keep_events;          /* memory mode: never free a room with events */
+	size_t ring_max;          /* latest events a room keeps (raised to ROOM_RING) */
 	size_t reply_max_bytes;   /* replay and history frames per request, at most
 	                             (half of --out-limit: never a 1013 by itself;
 	                             0: no byte bound) */
@@ -90,8 +92,7 @@ struct member {
 	struct session *sess;     /* NULL once the connection is gone */
 	struct member *prev, *next;        /* room->local[worker] */
 	struct member *sess_next;          /* the session's memberships */
-	struct room_msg *pend_head, *pend_tail; /* requests waiting for JOINED */
-	unsigned npend;
+	uint8_t in_local;                  /* on room->local[worker] */
 	size_t room_len;
 	char room_name[NAMES_ROOM_STR_MAX + 1];
 };
@@ -113,7 +114,11 @@ struct room_msg {
 	struct member *m;
 	uint8_t silent;
 	uint8_t rejoin;           /* JOIN of a member already joined: snapshot only */
-	uint8_t charged;          /* the rate limiter already took its token */
+	/* the session's verdict at arrival, when it answers the request itself */
+	const char *local_code;   /* NULL, or the error code to answer with */
+	const char *local_message;
+	int64_t local_retry_ms;   /* retry_after_ms, or -1 */
+	uint8_t local_close;      /* close 1008 after the error (rate abuse) */
 	struct proto_req req;
 };
 
@@ -179,7 +184,8 @@ struct room {
 	uint32_t next_uidx;
 	uint32_t *authors;        /* [seq]: author uidx + 1 of a message, 0 else */
 	size_t authors_cap;
-	struct ring_slot *ring;   /* [ROOM_RING] by seq % ROOM_RING, lazily */
+	struct ring_slot *ring;   /* [ring_cap] by seq % ring_cap, lazily */
+	size_t ring_cap;
 	struct htab reactions;
 	struct htab ids;          /* struct dedupe by (user, id) */
 	struct dedupe **id_fifo;  /* [ROOM_DEDUPE_WINDOW], oldest evicted */

@@ -289,6 +289,18 @@ conn_send(struct conn *c, const void *data, size_t len)
 	return 0;
 }
 
+void
+conn_pause_input(struct conn *c, int pause)
+{
+	if (pause && !c->read_paused) {
+		event_del(&c->rev);
+		c->read_paused = 1;
+	} else if (!pause && c->read_paused) {
+		c->read_paused = 0;
+		event_add(&c->rev, NULL);
+	}
+}
+
 int
 conn_send_shared(struct conn *c, struct frame *f)
 {

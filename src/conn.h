@@ -48,7 +48,8 @@ struct conn {
 	uint8_t in_flush;         /* on w->flush_head list */
 	uint8_t in_close;         /* on w->close_head list */
 	uint8_t want_write;       /* wev is armed */
-	uint8_t read_paused;      /* HTTP: rev removed until the client reads our answers */
+	uint8_t read_paused;      /* rev removed: HTTP until the client reads our answers,
+	                             WebSocket while its session's queue is full */
 	uint8_t refused;          /* accepted over --max-connections: 503 then close */
 	uint8_t subprotocol;      /* parley.v1 selected */
 	uint16_t close_code;      /* for the async close */
@@ -95,6 +96,13 @@ int conn_send(struct conn *c, const void *data, size_t len);
  * as conn_send. Returns 0, or -1 if not queued.
  */
 int conn_send_shared(struct conn *c, struct frame *f);
+
+/*
+ * WebSocket: stop (pause 1) or resume (0) reading the socket, for a
+ * session whose requests are queued up; the kernel buffer and then TCP
+ * flow control hold the client back meanwhile.
+ */
+void conn_pause_input(struct conn *c, int pause);
 
 /* Send one text frame holding payload (a JSON object). */
 int conn_send_text(struct conn *c, const char *payload, size_t len);

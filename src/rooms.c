@@ -280,6 +280,7 @@ rooms_init(struct worker *w)
 	w->room_env.idle_ms = (uint32_t)(cfg->room_idle * 1000);
 	w->room_env.keep_events = cfg->db == NULL;
 	w->room_env.reply_max_bytes = (size_t)cfg->out_limit / 2;
+	w->room_env.ring_max = (size_t)cfg->room_history;
 	w->run_ev = event_new(w->base, -1, 0, run_cb, w);
 	return w->run_ev == NULL ? -1 : 0;
 }

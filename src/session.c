@@ -19,7 +19,6 @@
 #include "worker.h"
 #include "xmalloc.h"
 
-static void session_dispatch(struct session *s, struct room_msg *msg);
 
 static struct worker *
 sess_worker(const struct session *s)
@@ -215,6 +214,7 @@ local_add(struct worker *w, struct member *m)
 	if (l->head != NULL)
 		l->head->prev = m;
 	l->head = m;
+	m->in_local = 1;
 }
 
 static void
@@ -222,6 +222,8 @@ local_remove(struct worker *w, struct member *m)
 {
 	struct room_local *l = &m->room->local[w->id];
 
+	if (!m->in_local)
+		return;
 	if (m->prev != NULL)
 		m->prev->next = m->next;
 	else if (l->head == m)
@@ -229,6 +231,7 @@ local_remove(struct worker *w, struct member *m)
 	if (m->next != NULL)
 		m->next->prev = m->prev;
 	m->prev = m->next = NULL;
+	m->in_local = 0;
 }
 
 static void
@@ -238,82 +241,103 @@ to_room(struct room *r, struct room_msg *msg)
 		worker_schedule_room(r);
 }
 
-/* A LEAVE for a joined member; it is freed when the room's LEFT comes. */
+/*
+ * A LEAVE for a joined member; it is freed when the room's LEFT comes. A
+ * client's leave keeps getting the events sequenced before it (its own
+ * included) until then; a closed connection stops at once.
+ */
 static void
-member_leave(struct worker *w, struct member *m, const struct proto_req *req,
-    int silent)
+member_leave(struct worker *w, struct member *m, struct room_msg *msg, int silent)
 {
-	struct room_msg *msg = xcalloc(1, sizeof(*msg));
-
-	local_remove(w, m);
+	if (msg == NULL)
+		msg = xcalloc(1, sizeof(*msg));
+	if (silent)
+		local_remove(w, m);
 	m->state = MEMBER_LEAVING;
 	msg->base.kind = ROOM_MSG_LEAVE;
 	msg->m = m;
 	msg->silent = (uint8_t)silent;
-	if (req != NULL) {
-		msg->req.has_ref = req->has_ref;
-		memcpy(msg->req.ref, req->ref, sizeof(msg->req.ref));
-	}
 	to_room(m->room, msg);
 }
 
-static void
-pending_free(struct member *m)
-{
-	struct room_msg *msg, *next;
+/* ---- the request pipeline ------------------------------------------------------ */
 
-	for (msg = m->pend_head; msg != NULL; msg = next) {
-		next = (struct room_msg *)msg->base.next;
-		room_msg_free(msg);
-	}
-	m->pend_head = m->pend_tail = NULL;
-	m->npend = 0;
-}
-
+/*
+ * Requests are started in the order sent and answered in that order. A
+ * request that the room answers leaves its reply outstanding; while one
+ * is, only further requests to the same room may start (that room answers
+ * them in order); anything else waits in the queue, so a local answer (an
+ * error, a pong) never overtakes a room's. The queue is bounded by pausing
+ * input.
+ */
 static void
-pending_add(struct member *m, struct room_msg *msg)
+queue_push(struct session *s, struct room_msg *msg)
 {
 	msg->base.next = NULL;
-	if (m->pend_tail != NULL)
-		m->pend_tail->base.next = &msg->base;
+	if (s->q_tail != NULL)
+		s->q_tail->base.next = &msg->base;
 	else
-		m->pend_head = msg;
-	m->pend_tail = msg;
-	m->npend++;
-}
-
-/* Hand the requests that waited for a JOINED (or refusal) to the normal path. */
-static void
-pending_replay(struct session *s, struct member *m)
-{
-	struct room_msg *msg = m->pend_head, *next;
-
-	m->pend_head = m->pend_tail = NULL;
-	m->npend = 0;
-	for (; msg != NULL; msg = next) {
-		next = (struct room_msg *)msg->base.next;
-		msg->base.next = NULL;
-		session_dispatch(s, msg);
+		s->q_head = msg;
+	s->q_tail = msg;
+	if (++s->qlen >= SESSION_MAX_QUEUE && !s->input_paused) {
+		s->input_paused = 1;
+		conn_pause_input(s->c, 1);
 	}
 }
 
+static struct room_msg *
+queue_pop(struct session *s)
+{
+	struct room_msg *msg = s->q_head;
+
+	if (msg == NULL)
+		return NULL;
+	s->q_head = (struct room_msg *)msg->base.next;
+	if (s->q_head == NULL)
+		s->q_tail = NULL;
+	msg->base.next = NULL;
+	s->qlen--;
+	return msg;
+}
+
 static void
-join(struct session *s, struct room_msg *msg)
+queue_unpop(struct session *s, struct room_msg *msg)
+{
+	msg->base.next = s->q_head != NULL ? &s->q_head->base : NULL;
+	s->q_head = msg;
+	if (s->q_tail == NULL)
+		s->q_tail = msg;
+	s->qlen++;
+}
+
+static void
+outstanding_add(struct session *s, struct member *m)
+{
+	s->outstanding++;
+	s->out_member = m;
+}
+
+static int
+join_start(struct session *s, struct room_msg *msg)
 {
 	struct worker *w = sess_worker(s);
-	struct member *m = member_find(s, &msg->req);
+	struct member *m;
 
-	if (m != NULL && m->state == MEMBER_JOINED) {
+	if (s->outstanding > 0)
+		return 0;
+	if ((m = member_find(s, &msg->req)) != NULL) {
+		/* Already in: a fresh snapshot, nothing replayed again. */
 		msg->base.kind = ROOM_MSG_JOIN;
 		msg->m = m;
 		msg->rejoin = 1;
+		outstanding_add(s, m);
 		to_room(m->room, msg);
-		return;
+		return 1;
 	}
 	if (s->nrooms >= SESSION_MAX_ROOMS) {
 		send_error(s, &msg->req, "bad_request", "too many rooms joined on this connection", -1);
 		room_msg_free(msg);
-		return;
+		return 1;
 	}
 	m = xcalloc(1, sizeof(*m));
 	m->worker = w->id;
@@ -327,20 +351,139 @@ join(struct session *s, struct room_msg *msg)
 	s->nrooms++;
 	msg->base.kind = ROOM_MSG_JOIN;
 	msg->m = m;
+	outstanding_add(s, m);
 	worker_route_join(w, msg);
+	return 1;
+}
+
+/* Answered here: only when no room reply is still due. */
+static int
+local_start(struct session *s, struct room_msg *msg)
+{
+	struct proto_req *req = &msg->req;
+
+	if (s->outstanding > 0)
+		return 0;
+	if (msg->local_code != NULL) {
+		send_error(s, req, msg->local_code, msg->local_message, msg->local_retry_ms);
+		if (msg->local_close) {
+			log_info("rate_abuse_close fd=%d user=%s", s->c->fd, s->user);
+			conn_close_async(s->c, WS_CLOSE_POLICY);
+		}
+	} else if (req->type == PROTO_HELLO) {
+		send_error(s, req, "bad_request", "already authenticated", -1);
+	} else if (req->type == PROTO_PING) {
+		json_t *o = reply_obj("pong", req);
+
+		json_object_set_new(o, "ts", json_integer(worker_now_ms()));
+		send_json(s, o, FRAME_PONG);
+	}
+	room_msg_free(msg);
+	return 1;
+}
+
+static int
+room_start(struct session *s, struct room_msg *msg)
+{
+	struct proto_req *req = &msg->req;
+	struct member *m = member_find(s, req);
+
+	if (m == NULL) {
+		msg->local_code = "not_member";
+		msg->local_message = "join the room first";
+		return local_start(s, msg);
+	}
+	if (m->state == MEMBER_PENDING || (s->outstanding > 0 && s->out_member != m))
+		return 0;   /* its JOINED, or another room's reply, comes first */
+	if (proto_is_sequenced(req->type) && server_stopping(sess_worker(s)->srv)) {
+		/* Stopping: what was accepted is finished, nothing new starts. */
+		msg->local_code = "unavailable";
+		msg->local_message = "server shutting down; retry on another connection";
+		msg->local_retry_ms = SESSION_RETRY_SHUTDOWN_MS;
+		return local_start(s, msg);
+	}
+	msg->m = m;
+	if (req->type == PROTO_LEAVE) {
+		m->want_left = 1;
+		member_unlink_session(s, m);
+		/* Still ours until LEFT: it carries the reply to this client. */
+		m->sess_next = s->leaving;
+		s->leaving = m;
+		outstanding_add(s, m);
+		member_leave(sess_worker(s), m, msg, 0);
+		return 1;
+	}
+	msg->base.kind = ROOM_MSG_REQUEST;
+	/* typing and read have no reply: nothing to wait for. */
+	if (req->type != PROTO_TYPING && req->type != PROTO_READ)
+		outstanding_add(s, m);
+	to_room(m->room, msg);
+	return 1;
+}
+
+/* 1 when msg was started (and is no longer ours), 0 when it must wait. */
+static int
+try_start(struct session *s, struct room_msg *msg)
+{
+	if (msg->local_code != NULL)
+		return local_start(s, msg);
+	switch (msg->req.type) {
+	case PROTO_HELLO:
+	case PROTO_PING:
+		return local_start(s, msg);
+	case PROTO_JOIN:
+		return join_start(s, msg);
+	default:
+		return room_start(s, msg);
+	}
+}
+
+static void
+session_dispatch(struct session *s, struct room_msg *msg)
+{
+	if (s->q_head != NULL || !try_start(s, msg))
+		queue_push(s, msg);
+}
+
+/* A reply came back: start whatever was waiting for it. */
+static void
+queue_drain(struct session *s)
+{
+	struct room_msg *msg;
+
+	while ((msg = queue_pop(s)) != NULL) {
+		if (!try_start(s, msg)) {
+			queue_unpop(s, msg);
+			break;
+		}
+	}
+	if (s->input_paused && s->qlen < SESSION_MAX_QUEUE / 2) {
+		s->input_paused = 0;
+		conn_pause_input(s->c, 0);
+	}
+}
+
+static void
+reply_arrived(struct session *s)
+{
+	if (s->outstanding > 0 && --s->outstanding == 0)
+		s->out_member = NULL;
+	if (s->outstanding == 0)
+		queue_drain(s);
 }
 
 /* ---- rate limits --------------------------------------------------------------- */
 
-/* 1 when the request may go on; else it was answered (and maybe closed). */
-static int
-rate_check(struct session *s, const struct proto_req *req)
+/* At arrival: a request over its bucket is answered locally, in its turn. */
+static void
+rate_check(struct session *s, struct room_msg *msg)
 {
 	const struct settings *cfg = sess_cfg(s);
+	const struct proto_req *req = &msg->req;
 	uint32_t now = worker_clock_ms(sess_worker(s)), wait;
 
 	if (cfg->rate == 0)
-		return 1;   /* --rate 0 lifts every limit */
+		return;   /* --rate 0 lifts every limit */
 	if (proto_is_sequenced(req->type))
 		wait = rate_take(&s->seq_bucket, (uint32_t)cfg->rate, (uint32_t)cfg->burst, now);
 	else if (req->type == PROTO_TYPING)
@@ -350,90 +493,19 @@ rate_check(struct session *s, const struct proto_req *req)
 		wait = rate_take(&s->read_bucket, (uint32_t)cfg->signal_rate,
 		    (uint32_t)cfg->signal_burst, now);
 	else
-		return 1;
+		return;
 	if (wait == 0)
-		return 1;
+		return;
 	METRIC_INC(&sess_worker(s)->metrics, rate_limited);
 	if (now - s->abuse_window_ms >= SESSION_ABUSE_WINDOW_MS) {
 		s->abuse_window_ms = now;
 		s->abuse_count = 0;
 	}
-	send_error(s, req, "rate_limited", "too many requests; slow down", wait);
-	if (++s->abuse_count >= SESSION_ABUSE_LIMIT) {
-		log_info("rate_abuse_close fd=%d user=%s", s->c->fd, s->user);
-		conn_close_async(s->c, WS_CLOSE_POLICY);
-	}
-	return 0;
-}
-
-/* ---- requests --------------------------------------------------------------------- */
-
-static void
-to_member(struct session *s, struct member *m, struct room_msg *msg)
-{
-	if (msg->req.type == PROTO_LEAVE) {
-		m->want_left = 1;
-		member_unlink_session(s, m);
-		/* Still ours until LEFT: it carries the reply to this client. */
-		m->sess_next = s->leaving;
-		s->leaving = m;
-		member_leave(sess_worker(s), m, &msg->req, 0);
-		room_msg_free(msg);
-		return;
-	}
-	msg->base.kind = ROOM_MSG_REQUEST;
-	msg->m = m;
-	to_room(m->room, msg);
-}
-
-/* Route one decoded request; takes ownership of msg. */
-static void
-session_dispatch(struct session *s, struct room_msg *msg)
-{
-	struct proto_req *req = &msg->req;
-	struct member *m;
-
-	switch (req->type) {
-	case PROTO_HELLO:
-		send_error(s, req, "bad_request", "already authenticated", -1);
-		break;
-	case PROTO_PING: {
-		json_t *o = reply_obj("pong", req);
-
-		json_object_set_new(o, "ts", json_integer(worker_now_ms()));
-		send_json(s, o, FRAME_PONG);
-		break;
-	}
-	case PROTO_JOIN:
-		join(s, msg);
-		return;
-	default:
-		if ((m = member_find(s, req)) == NULL) {
-			send_error(s, req, "not_member", "join the room first", -1);
-			break;
-		}
-		if (!msg->charged && !rate_check(s, req))
-			break;
-		if (proto_is_sequenced(req->type) && server_stopping(sess_worker(s)->srv)) {
-			/* Stopping: what was accepted is finished, nothing new starts. */
-			send_error(s, req, "unavailable", "server shutting down; retry on another connection",
-			    SESSION_RETRY_SHUTDOWN_MS);
-			break;
-		}
-		msg->charged = 1;
-		if (m->state == MEMBER_PENDING) {
-			if (m->npend >= SESSION_MAX_PENDING) {
-				send_error(s, req, "rate_limited",
-				    "too many requests before the join completed", 100);
-				break;
-			}
-			pending_add(m, msg);
-			return;
-		}
-		to_member(s, m, msg);
-		return;
-	}
-	room_msg_free(msg);
+	msg->local_code = "rate_limited";
+	msg->local_message = "too many requests; slow down";
+	msg->local_retry_ms = wait;
+	if (++s->abuse_count == SESSION_ABUSE_LIMIT)
+		msg->local_close = 1;
 }
 
 static const char *
@@ -450,6 +522,7 @@ session_on_text(struct session *s, const uint8_t *data, size_t len)
 	const char *why = NULL;
 	enum proto_status st;
 
+	msg->local_retry_ms = -1;
 	st = proto_decode((const char *)data, len, sess_cfg(s)->max_body, &msg->req, &why);
 	METRIC_INC(&w->metrics, requests[msg->req.type]);
 	if (!s->authed) {
@@ -462,9 +535,10 @@ session_on_text(struct session *s, const uint8_t *data, size_t len)
 		return;
 	}
 	if (st != PROTO_OK) {
-		send_error(s, &msg->req, proto_code(st), why != NULL ? why : "bad request", -1);
-		room_msg_free(msg);
-		return;
+		msg->local_code = proto_code(st);
+		msg->local_message = why != NULL ? why : "bad request";
+	} else {
+		rate_check(s, msg);
 	}
 	session_dispatch(s, msg);
 }
@@ -474,12 +548,14 @@ session_free(struct session *s)
 {
 	struct worker *w = sess_worker(s);
 	struct member *m, *next;
+	struct room_msg *msg;
 
+	while ((msg = queue_pop(s)) != NULL)
+		room_msg_free(msg);
 	for (m = s->rooms; m != NULL; m = next) {
 		next = m->sess_next;
 		m->sess_next = NULL;
 		m->sess = NULL;
-		pending_free(m);
 		/* A pending member leaves once its JOINED comes back. */
 		if (m->state == MEMBER_JOINED)
 			member_leave(w, m, NULL, 1);
@@ -488,6 +564,7 @@ session_free(struct session *s)
 		next = m->sess_next;
 		m->sess_next = NULL;
 		m->sess = NULL;   /* its LEFT finds no one to tell */
+		local_remove(w, m);
 	}
 	free(s);
 }
@@ -529,7 +606,7 @@ member_joined(struct worker *w, struct member_msg *mm)
 		conn_send_shared(s->c, mm->replay[i]);
 	/* From here on every deliver reaches it: the replay ends where they start. */
 	local_add(w, m);
-	pending_replay(s, m);
+	reply_arrived(s);
 }
 
 void
@@ -543,25 +620,33 @@ session_member_event(struct worker *w, struct member_msg *mm)
 		member_joined(w, mm);
 		break;
 	case MEMBER_EV_REPLY:
-		if (s != NULL && mm->reply != NULL)
-			conn_send_shared(s->c, mm->reply);
+		if (s != NULL) {
+			if (mm->reply != NULL)
+				conn_send_shared(s->c, mm->reply);
+			reply_arrived(s);
+		}
 		break;
 	case MEMBER_EV_LEFT:
+		local_remove(w, m);
+		room_release(mm->room);
 		if (s != NULL) {
 			list_unlink(&s->leaving, m);
 			if (m->want_left && mm->reply != NULL)
 				conn_send_shared(s->c, mm->reply);
+			free(m);
+			reply_arrived(s);
+			break;
 		}
-		room_release(mm->room);
 		free(m);
 		break;
 	case MEMBER_EV_REFUSED:
 		if (s != NULL) {
 			conn_send_shared(s->c, mm->reply);
 			member_unlink_session(s, m);
-			pending_replay(s, m);
+			free(m);
+			reply_arrived(s);
+			break;
 		}
-		pending_free(m);
 		free(m);
 		break;
 	}
@@ -571,6 +656,5 @@ session_member_event(struct worker *w, struct member_msg *mm)
 void
 session_member_discard(struct member *m)
 {
-	pending_free(m);
 	free(m);
 }

@@ -9,9 +9,8 @@
  * freed when its room's LEFT (or refusal) arrives, never before, so a room
  * never names a freed member.
  *
- * Requests for a room whose JOINED has not come back yet wait in the
- * membership, in order, and are handled when it arrives: requests from one
- * connection are handled in the order sent.
+ * Requests from one connection are started in the order sent and answered
+ * in that order (see "the request pipeline" in session.c).
  */
 #ifndef PARLEY_SESSION_H
 #define PARLEY_SESSION_H
@@ -29,7 +28,7 @@ struct deliver_msg;
 struct member_msg;
 
 #define SESSION_MAX_ROOMS 1024     /* rooms one connection may be in */
-#define SESSION_MAX_PENDING 256    /* requests waiting for one JOINED */
+#define SESSION_MAX_QUEUE 1024     /* requests waiting their turn: input pauses */
 #define SESSION_ABUSE_LIMIT 50     /* rate_limited errors within ... */
 #define SESSION_ABUSE_WINDOW_MS 10000 /* ... this long: close 1008 */
 #define SESSION_HELLO_TIMEOUT_MS 10000 /* a client must say hello within this */
@@ -47,6 +46,13 @@ struct session {
 	struct rate_bucket seq_bucket, typing_bucket, read_bucket;
 	uint32_t abuse_window_ms;      /* start of the current 10 s window */
 	uint32_t abuse_count;          /* rate_limited errors in it */
+
+	/* requests in order (session.c, "the request pipeline") */
+	uint32_t outstanding;          /* room replies still to come */
+	struct member *out_member;     /* the membership they come through */
+	struct room_msg *q_head, *q_tail; /* requests waiting their turn */
+	unsigned qlen;
+	uint8_t input_paused;          /* queue full: not reading the socket */
 };
 
 /* At the upgrade: a session that has not said hello yet. */

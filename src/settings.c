@@ -73,6 +73,8 @@ static const struct option_def options[] = {
 	  "burst of the typing and read buckets (default 10)" },
 	{ "room-idle", 0, OPT_UINT, OFF(room_idle), 1, 86400, "SECONDS",
 	  "an empty room is freed after this long (default 60)" },
+	{ "room-history", 0, OPT_UINT, OFF(room_history), 1024, 10000000, "N",
+	  "latest events each room keeps in memory for replay and history (default 10000)" },
 	{ "batch-max", 0, OPT_UINT, OFF(batch_max), 1, 100000, "ROWS",
 	  "persistence batch size (default 1000)" LATER },
 	{ "batch-delay", 0, OPT_UINT, OFF(batch_delay), 0, 10000, "MS",
@@ -103,6 +105,7 @@ settings_init(struct settings *cfg)
 	cfg->signal_rate = 5;
 	cfg->signal_burst = 10;
 	cfg->room_idle = 60;
+	cfg->room_history = 10000;
 	cfg->batch_max = 1000;
 	cfg->batch_delay = 2;
 	cfg->backlog = 100000;

@@ -37,6 +37,7 @@ struct settings {
 	uint64_t signal_rate;       /* typing and read requests per second */
 	uint64_t signal_burst;
 	uint64_t room_idle;         /* seconds an empty room is kept */
+	uint64_t room_history;      /* events a room keeps in memory */
 	uint64_t batch_max;
 	uint64_t batch_delay;       /* milliseconds */
 	uint64_t backlog;

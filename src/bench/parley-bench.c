@@ -103,6 +103,7 @@ struct bench_opts {
 	int tick_ms;                 /* pacing timer period */
 	int body_size;               /* pad bodies to at least this many bytes */
 	pid_t server_pid;            /* 0: no server CPU */
+	int timeline;                /* print the per-second timeline */
 	int json;
 	int quiet;
 };
@@ -407,7 +408,21 @@ struct gen {
 	struct bench_stats st;
 	uint64_t *acked_room;        /* per room: acks of measured sends */
 	uint64_t *hist;              /* send-to-delivery latency */
+	uint64_t *tl;                /* per second of the window: TL_FIELDS each */
 };
+
+/*
+ * The timeline: for each second of the window (by send time), deliveries,
+ * their latency sum and max. It tells a backlog that builds and drains
+ * from scattered stalls, which percentiles cannot.
+ */
+enum { TL_COUNT, TL_SUM, TL_MAX, TL_FIELDS };
+
+static size_t
+tl_seconds(const struct bench_opts *o)
+{
+	return (size_t)o->duration + ((double)(size_t)o->duration < o->duration);
+}
 
 static void
 gen_error(struct gen *g, const char *fmt, ...)
@@ -810,6 +825,15 @@ on_joined(struct conn *c, const char *p, const char *end)
 	conn_set_state(c, CS_READY);
 }
 
+static void
+tl_add(uint64_t *sec, uint64_t lat)
+{
+	sec[TL_COUNT]++;
+	sec[TL_SUM] += lat;
+	if (lat > sec[TL_MAX])
+		sec[TL_MAX] = lat;
+}
+
 /*
  * The hot path: one call per delivered message. Check the seq for gaps and
  * duplicates and, for sends of the measured window, record the latency.
@@ -845,15 +869,10 @@ on_message(struct conn *c, const char *p, const char *end)
 		return;
 	g->st.delivered_measured++;
 	lat = g->now > t ? g->now - t : 0;
-	if (getenv("PBDEBUG") && g->no == 0) {
-		static uint64_t slot, mx, cnt, lagged;
-		uint64_t sl = (g->now - g->go.start_ns) / 100000000ull;
-		if (sl != slot && cnt) { fprintf(stderr, "T %4.1fs n=%5llu max=%7.2fms >20ms=%llu out_max=%llu\n", slot/10.0, (unsigned long long)cnt, mx/1e6, (unsigned long long)lagged, (unsigned long long)g->st.out_max); mx = cnt = lagged = 0; }
-		slot = sl; cnt++; if (lat > mx) mx = lat; if (lat > 20000000) lagged++;
-	}
 	g->hist[hist_index(lat)]++;
 	if (lat > g->st.lat_max_ns)
 		g->st.lat_max_ns = lat;
+	tl_add(g->tl + (t - g->go.start_ns) / NS_PER_S * TL_FIELDS, lat);
 }
 
 static void
@@ -1204,9 +1223,10 @@ gen_report(struct gen *g)
 	for (i = 0; i < g->nconns; i++)
 		if (g->conns[i].pend != NULL)
 			g->st.unacked += g->conns[i].pend->count;
+	/* The histogram and the timeline are adjacent in one allocation. */
 	gen_send_msg(g, MSG_REPORT, &g->st, sizeof(g->st), g->acked_room,
 	    (size_t)g->o->rooms * sizeof(uint64_t), g->hist,
-	    HIST_BUCKETS * sizeof(uint64_t));
+	    (HIST_BUCKETS + tl_seconds(g->o) * TL_FIELDS) * sizeof(uint64_t));
 }
 
 /* Connections id = no + k * procs; the first publishers * rooms ids publish. */
@@ -1262,7 +1282,9 @@ gen_init(struct gen *g, const struct bench_opts *o, int no, int cmd_fd,
 	memset(g->pad, 'x', (size_t)o->body_size);
 	g->pad[o->body_size] = '\0';
 	g->acked_room = xcalloc((size_t)o->rooms, sizeof(uint64_t));
-	g->hist = xcalloc(HIST_BUCKETS, sizeof(uint64_t));
+	g->hist = xcalloc(HIST_BUCKETS + tl_seconds(o) * TL_FIELDS,
+	    sizeof(uint64_t));
+	g->tl = g->hist + HIST_BUCKETS;
 	gen_layout(g);
 	g->cmd_ev = event_new(g->base, cmd_fd, EV_READ | EV_PERSIST, gen_cmd, g);
 	g->tick_ev = event_new(g->base, -1, EV_PERSIST, gen_tick, g);
@@ -1306,6 +1328,7 @@ struct run {
 	struct bench_stats st;
 	uint64_t *acked_room;
 	uint64_t *hist;
+	uint64_t *tl;                /* merged timeline, after hist */
 	uint32_t joined, failed;
 	char error[BENCH_ERRLEN];    /* fatal problem of the run, "" if none */
 	uint64_t connect_ns;
@@ -1390,7 +1413,8 @@ proc_message(struct run *r, struct proc *p, const struct msg_hdr *h,
     const uint8_t *d)
 {
 	size_t rooms = (size_t)r->o->rooms, i;
-	size_t want = sizeof(struct bench_stats) + (rooms + HIST_BUCKETS) *
+	size_t ntl = tl_seconds(r->o) * TL_FIELDS;
+	size_t want = sizeof(struct bench_stats) + (rooms + HIST_BUCKETS + ntl) *
 	    sizeof(uint64_t);
 	const uint64_t *u;
 	struct bench_stats st;
@@ -1411,6 +1435,13 @@ proc_message(struct run *r, struct proc *p, const struct msg_hdr *h,
 		r->acked_room[i] += u[i];
 	for (i = 0; i < HIST_BUCKETS; i++)
 		r->hist[i] += u[rooms + i];
+	u += rooms + HIST_BUCKETS;
+	for (i = 0; i < ntl; i += TL_FIELDS) {
+		r->tl[i + TL_COUNT] += u[i + TL_COUNT];
+		r->tl[i + TL_SUM] += u[i + TL_SUM];
+		if (u[i + TL_MAX] > r->tl[i + TL_MAX])
+			r->tl[i + TL_MAX] = u[i + TL_MAX];
+	}
 	p->reported = 1;
 }
 
@@ -1725,6 +1756,41 @@ compute(const struct run *r, struct results *x)
 }
 
 static void
+print_timeline(const struct run *r)
+{
+	const uint64_t *sec;
+	size_t i;
+
+	printf("  %-14s %8s %12s %10s %10s\n", "timeline", "second",
+	    "deliveries", "mean ms", "max ms");
+	for (i = 0; i < tl_seconds(r->o); i++) {
+		sec = r->tl + i * TL_FIELDS;
+		printf("  %-14s %8zu %12" PRIu64 " %10.3f %10.3f\n", "", i,
+		    sec[TL_COUNT], sec[TL_COUNT] ?
+		    ns_ms(sec[TL_SUM]) / (double)sec[TL_COUNT] : 0.0,
+		    ns_ms(sec[TL_MAX]));
+	}
+}
+
+static json_t *
+timeline_json(const struct run *r)
+{
+	json_t *a = json_array();
+	const uint64_t *sec;
+	size_t i;
+
+	for (i = 0; i < tl_seconds(r->o); i++) {
+		sec = r->tl + i * TL_FIELDS;
+		json_array_append_new(a, json_pack("{s:I, s:f, s:f}",
+		    "deliveries", (json_int_t)sec[TL_COUNT],
+		    "mean_ms", sec[TL_COUNT] ?
+		    ns_ms(sec[TL_SUM]) / (double)sec[TL_COUNT] : 0.0,
+		    "max_ms", ns_ms(sec[TL_MAX])));
+	}
+	return a;
+}
+
+static void
 print_table(const struct run *r, const struct results *x)
 {
 	const struct bench_opts *o = r->o;
@@ -1753,15 +1819,21 @@ print_table(const struct run *r, const struct results *x)
 		printf("  %-14s %.2f s = %.1f%% of one CPU, %.2f us/delivery\n",
 		    "server cpu", x->srv_cpu_s, 100 * x->srv_cpu_s / r->window_s,
 		    x->srv_us_per_delivery);
+	else if (o->server_pid > 0)
+		printf("  %-14s unknown: the server exited during the window\n",
+		    "server cpu");
 	else
-		printf("  %-14s not measured (--server-pid)\n", "server cpu");
+		printf("  %-14s not measured (no --server-pid)\n", "server cpu");
 	printf("  %-14s %.2f s = %.1f%% of %d allowed CPU(s), %.2f us/delivery, "
 	    "pacing lag max %.2f ms%s\n", "generator cpu", x->gen_cpu_s,
 	    x->gen_pct, x->gen_cpus, x->gen_us_per_delivery,
 	    ns_ms(s->lag_max_ns), x->gen_bound ? "  GENERATOR-BOUND" : "");
-	if (r->error[0] != '\0' || s->error[0] != '\0')
-		printf("  %-14s %s\n", "first error",
-		    r->error[0] != '\0' ? r->error : s->error);
+	if (o->timeline)
+		print_timeline(r);
+	if (s->error[0] != '\0')
+		printf("  %-14s %s\n", "first error", s->error);
+	if (r->error[0] != '\0')
+		printf("  %-14s %s\n", "run error", r->error);
 	printf("  %-14s %s\n", "result", x->lost == 0 && x->errors == 0 &&
 	    r->error[0] == '\0' ? "OK" : x->lost > 0 ? "LOSS" : "ERRORS");
 }
@@ -1807,8 +1879,12 @@ print_json(const struct run *r, const struct results *x)
 	    x->srv_cpu_s >= 0 ? json_real(x->srv_cpu_s) : json_null());
 	json_object_set_new(j, "server_us_per_delivery",
 	    x->srv_us_per_delivery >= 0 ? json_real(x->srv_us_per_delivery) : json_null());
-	json_object_set_new(j, "error", r->error[0] != '\0' ? json_string(r->error) :
-	    s->error[0] != '\0' ? json_string(s->error) : json_null());
+	json_object_set_new(j, "error", s->error[0] != '\0' ?
+	    json_string(s->error) : json_null());
+	json_object_set_new(j, "run_error", r->error[0] != '\0' ?
+	    json_string(r->error) : json_null());
+	if (o->timeline)
+		json_object_set_new(j, "timeline", timeline_json(r));
 	json_object_set_new(j, "ok", json_boolean(x->lost == 0 && x->errors == 0 &&
 	    r->error[0] == '\0'));
 	text = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
@@ -1844,7 +1920,8 @@ fanout_run(struct bench_opts *o)
 	memset(&r, 0, sizeof(r));
 	r.o = o;
 	r.acked_room = xcalloc((size_t)o->rooms, sizeof(uint64_t));
-	r.hist = xcalloc(HIST_BUCKETS, sizeof(uint64_t));
+	r.hist = xcalloc(HIST_BUCKETS + tl_seconds(o) * TL_FIELDS, sizeof(uint64_t));
+	r.tl = r.hist + HIST_BUCKETS;
 	if (spawn_workers(&r) != 0 || connect_phase(&r) != 0)
 		rc = -1;
 	else if (measure_phase(&r) != 0)
@@ -1925,6 +2002,8 @@ usage(FILE *f)
 "Report:\n"
 "      --server-pid PID        parleyd's pid: server CPU per delivery, from\n"
 "                              /proc/PID/stat at the window's edges\n"
+"      --timeline              also deliveries, mean and max latency for each\n"
+"                              second of the window (by send time)\n"
 "      --json                  one JSON object instead of the table\n"
 "  -q, --quiet                 no progress lines on stderr\n"
 "  -h, --help                  this help\n"
@@ -1942,7 +2021,7 @@ enum {
 	OPT_HOST = 256, OPT_PORT, OPT_SRC_BASE, OPT_SRC_COUNT, OPT_NAME_PREFIX,
 	OPT_ROOM_PREFIX, OPT_JWT, OPT_PUBLISHERS, OPT_RATE, OPT_WARMUP,
 	OPT_DRAIN, OPT_CONNECT_TIMEOUT, OPT_CONCURRENCY, OPT_TICK, OPT_BODY,
-	OPT_SERVER_PID, OPT_JSON
+	OPT_SERVER_PID, OPT_TIMELINE, OPT_JSON
 };
 
 static const struct option longopts[] = {
@@ -1968,6 +2047,7 @@ static const struct option longopts[] = {
 	{ "tick", required_argument, NULL, OPT_TICK },
 	{ "body-size", required_argument, NULL, OPT_BODY },
 	{ "server-pid", required_argument, NULL, OPT_SERVER_PID },
+	{ "timeline", no_argument, NULL, OPT_TIMELINE },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ NULL, 0, NULL, 0 }
 };
@@ -2088,6 +2168,7 @@ parse_one(struct bench_opts *o, int ch, const char *a)
 		o->server_pid = (pid_t)pid;
 		return 0;
 	}
+	case OPT_TIMELINE: o->timeline = 1; return 0;
 	case OPT_JSON: o->json = 1; return 0;
 	default: return -1;
 	}
