@@ -108,18 +108,6 @@ user_get(struct room *r, const char *name)
 	return u;
 }
 
-/* Start a reply object {"type": type, ...} echoing the request's ref. */
-static json_t *
-reply_obj(const char *type, const struct proto_req *req)
-{
-	json_t *o = json_object();
-
-	json_object_set_new(o, "type", json_string(type));
-	if (req != NULL && req->has_ref)
-		json_object_set_new(o, "ref", json_string(req->ref));
-	return o;
-}
-
 static struct frame *
 take_frame(json_t *o, enum frame_type type)
 {
@@ -147,7 +135,7 @@ static void
 reply_error(struct room *r, struct member *m, const struct proto_req *req,
     const char *code, const char *message)
 {
-	json_t *o = reply_obj("error", req);
+	json_t *o = proto_reply("error", req);
 
 	json_object_set_new(o, "code", json_string(code));
 	json_object_set_new(o, "message", json_string(message));
@@ -332,7 +320,7 @@ static struct frame *
 joined_frame(struct room *r, const struct proto_req *req, struct room_user *u,
     int truncated)
 {
-	json_t *o = reply_obj("joined", req);
+	json_t *o = proto_reply("joined", req);
 	int members_truncated;
 
 	json_object_set_new(o, "room", json_string(r->name));
@@ -350,7 +338,7 @@ joined_frame(struct room *r, const struct proto_req *req, struct room_user *u,
 static void
 presence(struct room *r, struct room_user *u, const char *status)
 {
-	json_t *o = reply_obj("presence", NULL);
+	json_t *o = proto_reply("presence", NULL);
 
 	json_object_set_new(o, "room", json_string(r->name));
 	json_object_set_new(o, "user", json_string(u->name));
@@ -361,7 +349,7 @@ presence(struct room *r, struct room_user *u, const char *status)
 static void
 typing_broadcast(struct room *r, struct room_user *u, int active)
 {
-	json_t *o = reply_obj("typing", NULL);
+	json_t *o = proto_reply("typing", NULL);
 
 	json_object_set_new(o, "room", json_string(r->name));
 	json_object_set_new(o, "user", json_string(u->name));
@@ -431,7 +419,7 @@ room_join(struct room *r, struct room_msg *msg)
 	int truncated;
 
 	if (r->dm && !names_dm_admits(r->name, r->name_len, m->user)) {
-		json_t *o = reply_obj("error", &msg->req);
+		json_t *o = proto_reply("error", &msg->req);
 
 		json_object_set_new(o, "code", json_string("forbidden"));
 		json_object_set_new(o, "message",
@@ -482,7 +470,7 @@ room_leave(struct room *r, struct room_msg *msg, const struct room_clock *now)
 	if (r->members == 0)
 		r->idle_since = now->mono_ms;
 	if (!msg->silent) {
-		json_t *o = reply_obj("left", &msg->req);
+		json_t *o = proto_reply("left", &msg->req);
 
 		json_object_set_new(o, "room", json_string(r->name));
 		f = take_frame(o, FRAME_LEFT);
@@ -559,7 +547,7 @@ static void
 ack(struct room *r, struct member *m, const struct proto_req *req, uint64_t seq,
     int64_t ts, const char *flag)
 {
-	json_t *o = reply_obj("ack", req);
+	json_t *o = proto_reply("ack", req);
 
 	json_object_set_new(o, "room", json_string(r->name));
 	json_object_set_new(o, "seq", json_integer((json_int_t)seq));
@@ -633,7 +621,7 @@ room_sequence(struct room *r, struct member *m, struct room_user *u,
 		[FRAME_MESSAGE] = "message", [FRAME_EDIT] = "edit",
 		[FRAME_DELETE] = "delete", [FRAME_REACTION] = "reaction",
 	};
-	json_t *o = reply_obj(names[type], NULL);
+	json_t *o = proto_reply(names[type], NULL);
 	struct ring_slot *slot;
 	int64_t ts = now->wall_ms > r->last_ts ? now->wall_ms : r->last_ts;
 	uint64_t seq = ++r->seq;
@@ -770,7 +758,7 @@ room_read(struct room *r, struct room_user *u, const struct proto_req *req)
 	if (seq <= u->read)
 		return;   /* not forward: nothing to say */
 	u->read = seq;
-	o = reply_obj("receipt", NULL);
+	o = proto_reply("receipt", NULL);
 	json_object_set_new(o, "room", json_string(r->name));
 	json_object_set_new(o, "user", json_string(u->name));
 	json_object_set_new(o, "seq", json_integer((json_int_t)seq));
@@ -787,7 +775,7 @@ room_history(struct room *r, struct member *m, const struct proto_req *req)
 {
 	uint64_t oldest = ring_oldest(r);
 	uint64_t top = r->seq, from = 1, s;
-	json_t *head = reply_obj("history", req);
+	json_t *head = proto_reply("history", req);
 	char *prefix, *p;
 	size_t plen, len, cap;
 

@@ -421,3 +421,14 @@ proto_is_sequenced(enum proto_type t)
 	return t == PROTO_SEND || t == PROTO_EDIT || t == PROTO_DELETE ||
 	    t == PROTO_REACT;
 }
+
+json_t *
+proto_reply(const char *type, const struct proto_req *req)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "type", json_string(type));
+	if (req != NULL && req->has_ref)
+		json_object_set_new(o, "ref", json_string(req->ref));
+	return o;
+}

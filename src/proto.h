@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "names.h"
 
 #define PROTO_REF_MAX 64
@@ -90,6 +92,12 @@ enum proto_status proto_decode(const char *data, size_t len, size_t max_body,
     struct proto_req *req, const char **msg);
 
 void proto_req_free(struct proto_req *req);
+
+/*
+ * Start a server frame {"type": type} that echoes req's ref when it had a
+ * valid one (req may be NULL). The caller adds fields and encodes it.
+ */
+json_t *proto_reply(const char *type, const struct proto_req *req);
 
 /* "hello", "join", ... for metrics and logs; "unknown" for PROTO_NONE. */
 const char *proto_type_name(enum proto_type t);

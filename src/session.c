@@ -19,7 +19,6 @@
 #include "worker.h"
 #include "xmalloc.h"
 
-
 static struct worker *
 sess_worker(const struct session *s)
 {
@@ -44,22 +43,11 @@ send_json(struct session *s, json_t *o, enum frame_type type)
 	frame_unref(f);
 }
 
-static json_t *
-reply_obj(const char *type, const struct proto_req *req)
-{
-	json_t *o = json_object();
-
-	json_object_set_new(o, "type", json_string(type));
-	if (req != NULL && req->has_ref)
-		json_object_set_new(o, "ref", json_string(req->ref));
-	return o;
-}
-
 static void
 send_error(struct session *s, const struct proto_req *req, const char *code,
     const char *message, int64_t retry_after_ms)
 {
-	json_t *o = reply_obj("error", req);
+	json_t *o = proto_reply("error", req);
 
 	json_object_set_new(o, "code", json_string(code));
 	json_object_set_new(o, "message", json_string(message));
@@ -116,7 +104,7 @@ welcome(struct session *s, const char *user, const struct proto_req *req)
 {
 	struct worker *w = sess_worker(s);
 	const struct settings *cfg = sess_cfg(s);
-	json_t *o = reply_obj("welcome", req);
+	json_t *o = proto_reply("welcome", req);
 
 	s->authed = 1;
 	snprintf(s->user, sizeof(s->user), "%s", user);
@@ -373,7 +361,7 @@ local_start(struct session *s, struct room_msg *msg)
 	} else if (req->type == PROTO_HELLO) {
 		send_error(s, req, "bad_request", "already authenticated", -1);
 	} else if (req->type == PROTO_PING) {
-		json_t *o = reply_obj("pong", req);
+		json_t *o = proto_reply("pong", req);
 
 		json_object_set_new(o, "ts", json_integer(worker_now_ms()));
 		send_json(s, o, FRAME_PONG);

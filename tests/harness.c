@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <CUnit/Basic.h>
+
 #include "harness.h"
 #include "wsclient.h"
 
@@ -529,4 +531,55 @@ http_resp_free(struct http_resp *r)
 {
 	free(r->body);
 	r->body = NULL;
+}
+
+/* ---- the CUnit main ---------------------------------------------------- */
+
+int
+harness_begin(const char *prog)
+{
+	const char *bin = harness_binary();
+
+	if (access(bin, X_OK) != 0) {
+		fprintf(stderr, "%s: FAIL: server binary %s is not executable (%s); "
+		    "set PARLEYD\n", prog, bin, strerror(errno));
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	return CU_initialize_registry() == CUE_SUCCESS ? 0 : 1;
+}
+
+int
+harness_add_suite(const char *name, CU_InitializeFunc init,
+    CU_CleanupFunc cleanup, const struct test_def *t)
+{
+	CU_pSuite s = CU_add_suite(name, init, cleanup);
+
+	if (s == NULL)
+		return -1;
+	for (; t->name != NULL; t++)
+		if (CU_add_test(s, t->name, t->fn) == NULL)
+			return -1;
+	return 0;
+}
+
+int
+harness_run(void)
+{
+	const char *only = getenv("PARLEY_TEST_SUITES");
+	unsigned failures;
+
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	if (only != NULL && *only != '\0') {
+		/* For debugging: run the suites whose name contains it. */
+		for (CU_pSuite s = CU_get_registry()->pSuite; s != NULL; s = s->pNext)
+			if (strstr(s->pName, only) != NULL)
+				CU_basic_run_suite(s);
+	} else {
+		CU_basic_run_tests();
+	}
+	failures = CU_get_number_of_failures() +
+	    CU_get_number_of_suites_failed() + CU_get_number_of_tests_failed();
+	CU_cleanup_registry();
+	return failures ? 1 : 0;
 }

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <CUnit/CUnit.h>
+
 #define HARNESS_PATH 256
 
 struct server {
@@ -89,5 +91,25 @@ int http_request(int port, const char *req, size_t len, struct http_resp *r,
 int http_header(const struct http_resp *r, const char *name, char *out,
     size_t outsz);
 void http_resp_free(struct http_resp *r);
+
+/* ---- the CUnit main of integration test programs ---- */
+
+/* A table of tests, ended by { NULL, NULL }. */
+struct test_def {
+	const char *name;
+	CU_TestFunc fn;
+};
+
+/* Check that the server binary runs, ignore SIGPIPE, start the registry.
+ * Returns 0, or 1 (the exit status) after printing why. */
+int harness_begin(const char *prog);
+
+/* Register a suite; -1 on failure. */
+int harness_add_suite(const char *name, CU_InitializeFunc init,
+    CU_CleanupFunc cleanup, const struct test_def *t);
+
+/* Run every suite (or those whose name contains PARLEY_TEST_SUITES),
+ * verbosely, and clean up. Returns the exit status: 1 on any failure. */
+int harness_run(void);
 
 #endif

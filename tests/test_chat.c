@@ -3196,11 +3196,6 @@ test_rate_abuse_close(void)
 
 /* ---- main ------------------------------------------------------------ */
 
-struct test_def {
-	const char *name;
-	CU_TestFunc fn;
-};
-
 static const struct test_def fanout_tests[] = {
 	{ "50 clients, 5 processes, 20 rooms, 200 sends each", test_fanout },
 	{ "stop: exit 0", test_stop },
@@ -3250,57 +3245,19 @@ static const struct test_def rate_tests[] = {
 	{ NULL, NULL }
 };
 
-static int
-add_suite(const char *name, CU_InitializeFunc init, CU_CleanupFunc cleanup,
-    const struct test_def *t)
-{
-	CU_pSuite s = CU_add_suite(name, init, cleanup);
-
-	if (s == NULL)
-		return -1;
-	for (; t->name != NULL; t++)
-		if (CU_add_test(s, t->name, t->fn) == NULL)
-			return -1;
-	return 0;
-}
-
 int
 main(void)
 {
-	const char *bin = harness_binary(), *only;
-	unsigned failures;
-
-	if (access(bin, X_OK) != 0) {
-		fprintf(stderr, "test_chat: FAIL: server binary %s is not "
-		    "executable (%s); set PARLEYD\n", bin, strerror(errno));
+	if (harness_begin("test_chat") != 0)
 		return 1;
-	}
-	signal(SIGPIPE, SIG_IGN);
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	if (add_suite("fanout t1", init_fan1, cleanup_server, fanout_tests) ||
-	    add_suite("fanout t2", init_fan2, cleanup_server, fanout_tests) ||
-	    add_suite("fanout t4", init_fan4, cleanup_server, fanout_tests) ||
-	    add_suite("join since", init_since, cleanup_server, since_tests) ||
-	    add_suite("protocol", init_proto, cleanup_server, proto_tests) ||
-	    add_suite("rate limits", init_rate, cleanup_server, rate_tests)) {
+	if (harness_add_suite("fanout t1", init_fan1, cleanup_server, fanout_tests) ||
+	    harness_add_suite("fanout t2", init_fan2, cleanup_server, fanout_tests) ||
+	    harness_add_suite("fanout t4", init_fan4, cleanup_server, fanout_tests) ||
+	    harness_add_suite("join since", init_since, cleanup_server, since_tests) ||
+	    harness_add_suite("protocol", init_proto, cleanup_server, proto_tests) ||
+	    harness_add_suite("rate limits", init_rate, cleanup_server, rate_tests)) {
 		CU_cleanup_registry();
 		return 1;
 	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	only = getenv("PARLEY_TEST_SUITES");
-	if (only != NULL && *only != '\0') {
-		/* For debugging: run the suites whose name contains it. */
-		CU_pSuite s;
-
-		for (s = CU_get_registry()->pSuite; s != NULL; s = s->pNext)
-			if (strstr(s->pName, only) != NULL)
-				CU_basic_run_suite(s);
-	} else {
-		CU_basic_run_tests();
-	}
-	failures = CU_get_number_of_failures() +
-	    CU_get_number_of_suites_failed() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	return failures ? 1 : 0;
+	return harness_run();
 }

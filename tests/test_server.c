@@ -1261,11 +1261,6 @@ test_concurrent(void)
 
 /* ---- main ----------------------------------------------------------- */
 
-struct test_def {
-	const char *name;
-	CU_TestFunc fn;
-};
-
 static const struct test_def http_tests[] = {
 	{ "GET /healthz", test_healthz },
 	{ "GET /readyz", test_readyz },
@@ -1366,72 +1361,33 @@ static const struct test_def thread_tests[] = {
 	{ NULL, NULL }
 };
 
-static int
-add_suite(const char *name, CU_InitializeFunc init,
-    CU_CleanupFunc cleanup, const struct test_def *t)
-{
-	CU_pSuite s = CU_add_suite(name, init, cleanup);
-
-	if (s == NULL)
-		return -1;
-	for (; t->name != NULL; t++)
-		if (CU_add_test(s, t->name, t->fn) == NULL)
-			return -1;
-	return 0;
-}
-
 static int no_init(void) { return 0; }
 static int no_cleanup(void) { return 0; }
 
 int
 main(void)
 {
-	const char *bin = harness_binary(), *only;
-	unsigned failures;
-
-	/* Fail loudly: a missing server binary is not a skipped test. */
-	if (access(bin, X_OK) != 0) {
-		fprintf(stderr, "test_server: FAIL: server binary %s is not "
-		    "executable (%s); set PARLEYD\n", bin, strerror(errno));
+	if (harness_begin("test_server") != 0)
 		return 1;
-	}
-	signal(SIGPIPE, SIG_IGN);
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	if (add_suite("http", init_plain, cleanup_server, http_tests) ||
-	    add_suite("handshake", init_plain, cleanup_server,
+	if (harness_add_suite("http", init_plain, cleanup_server, http_tests) ||
+	    harness_add_suite("handshake", init_plain, cleanup_server,
 	    handshake_tests) ||
-	    add_suite("websocket", init_plain, cleanup_server, ws_tests) ||
-	    add_suite("close codes", init_plain, cleanup_server,
+	    harness_add_suite("websocket", init_plain, cleanup_server, ws_tests) ||
+	    harness_add_suite("close codes", init_plain, cleanup_server,
 	    close_tests) ||
-	    add_suite("max-frame 1024", init_maxframe, cleanup_server,
+	    harness_add_suite("max-frame 1024", init_maxframe, cleanup_server,
 	    maxframe_tests) ||
-	    add_suite("slow consumer", init_slow, cleanup_server,
+	    harness_add_suite("slow consumer", init_slow, cleanup_server,
 	    slow_tests) ||
-	    add_suite("heartbeat 1", init_heartbeat, cleanup_server,
+	    harness_add_suite("heartbeat 1", init_heartbeat, cleanup_server,
 	    heartbeat_tests) ||
-	    add_suite("max-connections 2", init_maxconn, cleanup_server,
+	    harness_add_suite("max-connections 2", init_maxconn, cleanup_server,
 	    maxconn_tests) ||
-	    add_suite("shutdown", no_init, no_cleanup, shutdown_tests) ||
-	    add_suite("threads 1", init_t1, cleanup_server, thread_tests) ||
-	    add_suite("threads 4", init_t4, cleanup_server, thread_tests)) {
+	    harness_add_suite("shutdown", no_init, no_cleanup, shutdown_tests) ||
+	    harness_add_suite("threads 1", init_t1, cleanup_server, thread_tests) ||
+	    harness_add_suite("threads 4", init_t4, cleanup_server, thread_tests)) {
 		CU_cleanup_registry();
 		return 1;
 	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	only = getenv("PARLEY_TEST_SUITES");
-	if (only != NULL && *only != '\0') {
-		/* For debugging: run the suites whose name contains it. */
-		CU_pSuite s;
-
-		for (s = CU_get_registry()->pSuite; s != NULL; s = s->pNext)
-			if (strstr(s->pName, only) != NULL)
-				CU_basic_run_suite(s);
-	} else {
-		CU_basic_run_tests();
-	}
-	failures = CU_get_number_of_failures() +
-	    CU_get_number_of_suites_failed() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	return failures ? 1 : 0;
+	return harness_run();
 }
