@@ -1709,6 +1709,26 @@ test_before_hello(void)
 	}
 }
 
+/* Silence after the upgrade: after 10 s, unauthorized and close 1008. */
+static void
+test_hello_timeout(void)
+{
+	struct wsc_frame f;
+	struct cl c;
+	json_t *j;
+
+	CU_ASSERT_FATAL(cl_connect(&c, NULL, NULL) == 101);
+	snprintf(c.user, sizeof(c.user), "silent");
+	CU_ASSERT_EQUAL_FATAL(wsc_recv(&c.w, &f, 13000), 1);
+	CU_ASSERT_EQUAL(f.opcode, 1);
+	j = json_loadb((const char *)f.payload, f.len, 0, NULL);
+	CU_ASSERT(j != NULL && jstreq(j, "type", "error") &&
+	    jstreq(j, "code", "unauthorized"));
+	json_decref(j);
+	EXPECT_CLOSE(&c, 1008);
+	wsc_close(&c.w);
+}
+
 /* A raw upgrade request carrying a token; returns the HTTP status. */
 static int
 upgrade_with(const char *path, const char *headers, struct http_resp *r)
@@ -3215,6 +3235,7 @@ static const struct test_def proto_tests[] = {
 	{ "token clock leeway", test_hello_leeway },
 	{ "bad token or name: unauthorized, 1008", test_hello_refused },
 	{ "request before hello: unauthorized, 1008", test_before_hello },
+	{ "no hello within 10 s: unauthorized, 1008", test_hello_timeout },
 	{ "token in the upgrade; 401 when invalid", test_upgrade_token },
 	{ "ping, refs, unknown fields", test_ping_refs },
 	{ "bad_request", test_bad_requests },
