@@ -67,44 +67,88 @@ metrics(struct conn *c, const struct http_request *req, const char *body, size_t
 }
 
 /*
- * A token in the upgrade request (?token= or Authorization: Bearer).
+ * The token of "Authorization: Bearer <token>" into out (JWT_MAX_LEN + 1
+ * bytes). Returns its length, -1 without the header, -2 when the header is
+ * not a bearer token or too long.
+ */
+static int
+bearer_token(const struct http_request *req, char *out)
+{
+	const struct http_str *auth = http_header_get(req, "Authorization");
+
+	if (auth == NULL)
+		return -1;
+	if (auth->len <= 7 || strncasecmp(auth->p, "Bearer ", 7) != 0 ||
+	    auth->len - 7 > JWT_MAX_LEN)
+		return -2;
+	memcpy(out, auth->p + 7, auth->len - 7);
+	out[auth->len - 7] = '\0';
+	return (int)auth->len - 7;
+}
+
+/* Verify; on failure answer 401 with a JSON body and return -1. */
+static int
+verify_or_401(struct conn *c, const struct http_request *req, const char *token,
+    int len, struct jwt_claims *claims)
+{
+	enum jwt_result jr;
+
+	if (len < 0) {
+		conn_http_error(c, req, 401, "unauthorized",
+		    len == -1 ? "a bearer token is required" :
+		    "malformed Authorization header or token parameter",
+		    "WWW-Authenticate: Bearer\r\n", 0);
+		return -1;
+	}
+	jr = jwt_verify(&c->w->srv->verifier, token, (size_t)len,
+	    worker_now_ms() / 1000, claims);
+	if (jr != JWT_OK) {
+		conn_http_error(c, req, 401, "unauthorized", jwt_strerror(jr),
+		    "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n", 0);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * A token in the upgrade request (Authorization: Bearer, else ?token=).
  * Returns 0 with no token, 1 with a valid one (user filled), -1 when it
  * was answered with 401.
  */
 static int
 upgrade_token(struct conn *c, const struct http_request *req, char *user)
 {
-	const struct http_str *auth = http_header_get(req, "Authorization");
 	char token[JWT_MAX_LEN + 1];
 	struct jwt_claims claims;
-	enum jwt_result jr;
-	int len = -1;
+	int len = bearer_token(req, token);
 
-	if (auth != NULL && auth->len > 7 && strncasecmp(auth->p, "Bearer ", 7) == 0 &&
-	    auth->len - 7 <= JWT_MAX_LEN) {
-		len = (int)auth->len - 7;
-		memcpy(token, auth->p + 7, (size_t)len);
-		token[len] = '\0';
-	} else if (auth == NULL) {
+	if (len == -1) {
 		len = http_query_param(req->query, "token", token, sizeof(token));
 		if (len == -1)
 			return 0;
 	}
-	if (len < 0) {
-		conn_http_error(c, req, 401, "unauthorized",
-		    "malformed Authorization header or token parameter",
-		    "WWW-Authenticate: Bearer\r\n", 0);
+	if (verify_or_401(c, req, token, len < 0 ? -2 : len, &claims) < 0)
 		return -1;
-	}
-	jr = jwt_verify(&c->w->srv->verifier, token, (size_t)len,
-	    worker_now_ms() / 1000, &claims);
-	if (jr != JWT_OK) {
-		conn_http_error(c, req, 401, "unauthorized", jwt_strerror(jr),
-		    "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n", 0);
-		return -1;
-	}
 	memcpy(user, claims.sub, sizeof(claims.sub));
 	return 1;
+}
+
+/*
+ * PROTOCOL.md section 7: every /api/ path but register and login needs a
+ * valid bearer token, checked before anything else. Returns 1 when the
+ * request was answered.
+ */
+static int
+api_unauthorized(struct conn *c, const struct http_request *req)
+{
+	char token[JWT_MAX_LEN + 1];
+	struct jwt_claims claims;
+
+	if (req->path.len < 5 || memcmp(req->path.p, "/api/", 5) != 0 ||
+	    http_str_eq(req->path, "/api/register") ||
+	    http_str_eq(req->path, "/api/login"))
+		return 0;
+	return verify_or_401(c, req, token, bearer_token(req, token), &claims) < 0;
 }
 
 /* RFC 6455 section 4.2: validate the opening handshake, answer 101. */
@@ -173,6 +217,8 @@ router_dispatch(struct conn *c, const struct http_request *req,
 {
 	char allow[64];
 
+	if (api_unauthorized(c, req))
+		return;
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		const struct route *r = &routes[i];
 

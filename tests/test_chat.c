@@ -1762,6 +1762,35 @@ check_401(const char *path, const char *headers)
 	http_resp_free(&r);
 }
 
+/* PROTOCOL.md 7: /api/ needs a valid bearer token before anything else. */
+static void
+test_api_needs_token(void)
+{
+	static const char *const paths[] = {
+		"/api/rooms", "/api/rooms/lobby/events", "/api/nothing-here", NULL
+	};
+	char *good = token_for("apiuser", 3600), *bad = token_for("apiuser", -3600);
+	char hdr[4200], q[4400];
+	struct http_resp r;
+
+	for (int i = 0; paths[i] != NULL; i++) {
+		snprintf(q, sizeof(q), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", paths[i]);
+		CU_ASSERT_EQUAL(http_request(srv.port, q, strlen(q), &r, T_IO), 401);
+		http_resp_free(&r);
+		snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s\r\n", bad);
+		snprintf(q, sizeof(q), "GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n", paths[i], hdr);
+		CU_ASSERT_EQUAL(http_request(srv.port, q, strlen(q), &r, T_IO), 401);
+		http_resp_free(&r);
+		snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s\r\n", good);
+		snprintf(q, sizeof(q), "GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n", paths[i], hdr);
+		CU_ASSERT_NOT_EQUAL(http_request(srv.port, q, strlen(q), &r, T_IO), 401);
+		http_resp_free(&r);
+	}
+	check_401("/api/rooms", "");
+	free(good);
+	free(bad);
+}
+
 /* A token in the upgrade request: welcome at once, no hello; 401 if bad. */
 static void
 test_upgrade_token(void)
@@ -3237,6 +3266,7 @@ static const struct test_def proto_tests[] = {
 	{ "request before hello: unauthorized, 1008", test_before_hello },
 	{ "no hello within 10 s: unauthorized, 1008", test_hello_timeout },
 	{ "token in the upgrade; 401 when invalid", test_upgrade_token },
+	{ "/api/ without a valid token: 401", test_api_needs_token },
 	{ "ping, refs, unknown fields", test_ping_refs },
 	{ "bad_request", test_bad_requests },
 	{ "too_large", test_too_large },
