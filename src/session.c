@@ -640,9 +640,3 @@ session_member_event(struct worker *w, struct member_msg *mm)
 	}
 	member_msg_free(mm);
 }
-
-void
-session_member_discard(struct member *m)
-{
-	free(m);
-}

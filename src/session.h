@@ -81,7 +81,4 @@ void session_on_text(struct session *s, const uint8_t *data, size_t len);
 void session_deliver(struct worker *w, struct deliver_msg *dm);
 void session_member_event(struct worker *w, struct member_msg *mm);
 
-/* Worker teardown: a member whose worker will never see its LEFT. */
-void session_member_discard(struct member *m);
-
 #endif
