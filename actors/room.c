@@ -278,11 +278,13 @@ room_push(struct room *r, struct room_msg *msg)
 {
 	mailbox_push(&r->mb, &msg->base);
 	/*
-	 * The push's CAS is a full barrier, so this load cannot move before it:
-	 * either we see scheduled == 0 and schedule the room ourselves, or the
-	 * running room, which clears scheduled with a full barrier before it
-	 * looks at its mailbox again, sees our message.
+	 * Store-load ordering (a Dekker pair with room_run): either we see
+	 * scheduled == 0 and schedule the room ourselves, or the running room,
+	 * which clears scheduled and fences before it looks at its mailbox
+	 * again, sees our message. ck's CAS is a full barrier on x86 but not
+	 * on every architecture, so the fence is explicit.
 	 */
+	ck_pr_fence_memory();
 	if (ck_pr_load_int(&r->scheduled))
 		return 0;
 	return ck_pr_cas_int(&r->scheduled, 0, 1);
@@ -890,11 +892,13 @@ room_run(struct room *r, unsigned budget, const struct room_clock *now)
 	if (mailbox_pending(&r->mb))
 		return 1;   /* still scheduled: run again after other work */
 	/*
-	 * Going idle. The swap is a full barrier: a producer that pushed
-	 * before it and saw scheduled == 1 has its message visible to the
-	 * check below, and we schedule ourselves again for it.
+	 * Going idle. Clear, then fence (store-load, the other half of
+	 * room_push's): a producer that saw scheduled == 1 pushed before our
+	 * clear became visible, so the check below sees its message and we
+	 * schedule ourselves again for it.
 	 */
 	ck_pr_fas_int(&r->scheduled, 0);
+	ck_pr_fence_memory();
 	if (mailbox_pending(&r->mb) && ck_pr_cas_int(&r->scheduled, 0, 1))
 		return 1;
 	return 0;

@@ -188,8 +188,7 @@ conn_destroy(struct conn *c, int abort)
 	evbuffer_free(c->out);
 	free(c->http_in);
 	free(c);
-	if (w->stopping && w->conns == NULL)
-		event_base_loopbreak(w->base);
+	worker_maybe_exit(w);
 }
 
 /* ---- output ---------------------------------------------------------------- */
@@ -398,7 +397,7 @@ conn_flush(struct conn *c)
 		if (n > 0) {
 			METRIC_ADD(&c->w->metrics, bytes_out, n);
 			/* A paused HTTP client is busy reading our answers, not idle. */
-			if (c->read_paused)
+			if (c->read_paused && c->state == CONN_HTTP)
 				c->req_start_ms = c->last_rx_ms = worker_clock_ms(c->w);
 		}
 	}
@@ -849,7 +848,11 @@ conn_shutdown(struct conn *c)
 			conn_set_state(c, CONN_DRAINING);
 		break;
 	case CONN_WS:
-		conn_ws_start_close(c, WS_CLOSE_GOING_AWAY);
+		/* Finish what was accepted first: the session closes with 1001. */
+		if (c->sess != NULL)
+			session_shutdown(c->sess);
+		else
+			conn_ws_start_close(c, WS_CLOSE_GOING_AWAY);
 		break;
 	default:
 		break;   /* already closing, within its own bound */

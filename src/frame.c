@@ -66,10 +66,16 @@ frame_unref(struct frame *f)
 
 	if (f == NULL)
 		return;
-	/* The last holder frees: its dec is ordered after every other holder's. */
+	/*
+	 * Release: this holder's reads of the frame happen before its
+	 * decrement; acquire: the last holder frees only after seeing them all.
+	 */
+	ck_pr_fence_release();
 	ck_pr_dec_int_zero(&f->refs, &zero);
-	if (zero)
+	if (zero) {
+		ck_pr_fence_acquire();
 		free(f);
+	}
 }
 
 void

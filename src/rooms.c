@@ -278,7 +278,11 @@ rooms_init(struct worker *w)
 	w->room_env.ctx = w;
 	w->room_env.metrics = &w->metrics;
 	w->room_env.idle_ms = (uint32_t)(cfg->room_idle * 1000);
-	w->room_env.keep_events = cfg->db == NULL;
+	/*
+	 * Until the database holds the stream, a room with events is its only
+	 * copy, --db or not: freeing it would reuse seqs and forget ids.
+	 */
+	w->room_env.keep_events = 1;
 	w->room_env.reply_max_bytes = (size_t)cfg->out_limit / 2;
 	w->room_env.ring_max = (size_t)cfg->room_history;
 	w->run_ev = event_new(w->base, -1, 0, run_cb, w);

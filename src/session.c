@@ -77,7 +77,7 @@ session_new(struct conn *c)
 	rate_init(&s->seq_bucket, (uint32_t)cfg->burst, now);
 	rate_init(&s->typing_bucket, (uint32_t)cfg->signal_burst, now);
 	rate_init(&s->read_bucket, (uint32_t)cfg->signal_burst, now);
-	s->abuse_window_ms = now;
+	rate_init(&s->join_bucket, SESSION_JOIN_BURST, now);
 	s->started_ms = now;
 	return s;
 }
@@ -381,8 +381,9 @@ room_start(struct session *s, struct room_msg *msg)
 		msg->local_message = "join the room first";
 		return local_start(s, msg);
 	}
-	if (m->state == MEMBER_PENDING || (s->outstanding > 0 && s->out_member != m))
-		return 0;   /* its JOINED, or another room's reply, comes first */
+	if (m->state == MEMBER_PENDING || (s->outstanding > 0 && s->out_member != m) ||
+	    s->outstanding >= SESSION_MAX_OUTSTANDING)
+		return 0;   /* its JOINED, another room's replies, or enough in flight */
 	if (proto_is_sequenced(req->type) && server_stopping(sess_worker(s)->srv)) {
 		/* Stopping: what was accepted is finished, nothing new starts. */
 		msg->local_code = "unavailable";
@@ -426,11 +427,20 @@ try_start(struct session *s, struct room_msg *msg)
 	}
 }
 
+/* Stopping, and nothing owed or waiting: say goodbye. */
+static void
+maybe_close(struct session *s)
+{
+	if (s->closing && s->outstanding == 0 && s->qlen == 0)
+		conn_close_async(s->c, WS_CLOSE_GOING_AWAY);
+}
+
 static void
 session_dispatch(struct session *s, struct room_msg *msg)
 {
 	if (s->q_head != NULL || !try_start(s, msg))
 		queue_push(s, msg);
+	maybe_close(s);
 }
 
 /* A reply came back: start whatever was waiting for it. */
@@ -458,9 +468,39 @@ reply_arrived(struct session *s)
 		s->out_member = NULL;
 	if (s->outstanding == 0)
 		queue_drain(s);
+	maybe_close(s);
+}
+
+void
+session_shutdown(struct session *s)
+{
+	s->closing = 1;
+	maybe_close(s);
 }
 
 /* ---- rate limits --------------------------------------------------------------- */
+
+/*
+ * Remember a rate_limited error; 1 when it is the SESSION_ABUSE_LIMIT-th
+ * within SESSION_ABUSE_WINDOW_MS (a sliding window: the times of the last
+ * errors, kept only for connections that have had one).
+ */
+static int
+abuse_record(struct session *s, uint32_t now)
+{
+	uint32_t oldest;
+
+	if (s->abuse == NULL)
+		s->abuse = xcalloc(SESSION_ABUSE_LIMIT, sizeof(*s->abuse));
+	s->abuse[s->abuse_pos] = now;
+	s->abuse_pos = (s->abuse_pos + 1) % SESSION_ABUSE_LIMIT;
+	if (s->abuse_count < SESSION_ABUSE_LIMIT)
+		s->abuse_count++;
+	if (s->abuse_count < SESSION_ABUSE_LIMIT)
+		return 0;
+	oldest = s->abuse[s->abuse_pos];   /* the next slot to reuse */
+	return now - oldest < SESSION_ABUSE_WINDOW_MS;
+}
 
 /* At arrival: a request over its bucket is answered locally, in its turn. */
 static void
@@ -480,19 +520,18 @@ rate_check(struct session *s, struct room_msg *msg)
 	else if (req->type == PROTO_READ)
 		wait = rate_take(&s->read_bucket, (uint32_t)cfg->signal_rate,
 		    (uint32_t)cfg->signal_burst, now);
+	else if (req->type == PROTO_JOIN || req->type == PROTO_LEAVE)
+		/* Each join may create a room: bound what one client can make. */
+		wait = rate_take(&s->join_bucket, SESSION_JOIN_RATE, SESSION_JOIN_BURST, now);
 	else
 		return;
 	if (wait == 0)
 		return;
 	METRIC_INC(&sess_worker(s)->metrics, rate_limited);
-	if (now - s->abuse_window_ms >= SESSION_ABUSE_WINDOW_MS) {
-		s->abuse_window_ms = now;
-		s->abuse_count = 0;
-	}
 	msg->local_code = "rate_limited";
 	msg->local_message = "too many requests; slow down";
 	msg->local_retry_ms = wait;
-	if (++s->abuse_count == SESSION_ABUSE_LIMIT)
+	if (abuse_record(s, now))
 		msg->local_close = 1;
 }
 
@@ -554,6 +593,7 @@ session_free(struct session *s)
 		m->sess = NULL;   /* its LEFT finds no one to tell */
 		local_remove(w, m);
 	}
+	free(s->abuse);
 	free(s);
 }
 

@@ -29,6 +29,9 @@ struct member_msg;
 
 #define SESSION_MAX_ROOMS 1024     /* rooms one connection may be in */
 #define SESSION_MAX_QUEUE 1024     /* requests waiting their turn: input pauses */
+#define SESSION_MAX_OUTSTANDING 64 /* replies one room may owe a connection */
+#define SESSION_JOIN_RATE 50       /* joins and leaves per second ... */
+#define SESSION_JOIN_BURST 1024    /* ... after a burst of a whole room list */
 #define SESSION_ABUSE_LIMIT 50     /* rate_limited errors within ... */
 #define SESSION_ABUSE_WINDOW_MS 10000 /* ... this long: close 1008 */
 #define SESSION_HELLO_TIMEOUT_MS 10000 /* a client must say hello within this */
@@ -43,9 +46,11 @@ struct session {
 	struct member *rooms;          /* memberships joined or pending */
 	struct member *leaving;        /* left, waiting for the room's LEFT */
 	unsigned nrooms;
-	struct rate_bucket seq_bucket, typing_bucket, read_bucket;
-	uint32_t abuse_window_ms;      /* start of the current 10 s window */
-	uint32_t abuse_count;          /* rate_limited errors in it */
+	struct rate_bucket seq_bucket, typing_bucket, read_bucket, join_bucket;
+	uint32_t *abuse;               /* times of the last SESSION_ABUSE_LIMIT
+	                                  rate_limited errors (from the first) */
+	uint32_t abuse_count, abuse_pos;
+	uint8_t closing;               /* server stopping: 1001 once nothing is owed */
 
 	/* requests in order (session.c, "the request pipeline") */
 	uint32_t outstanding;          /* room replies still to come */
@@ -70,6 +75,12 @@ void session_start(struct session *s, const char *user);
  * deadline still pending (or left alone once authenticated).
  */
 int session_hello_timer(struct session *s, uint32_t now_ms, uint32_t *next);
+
+/*
+ * The server is stopping: answer what was accepted, refuse new sequenced
+ * requests with unavailable, and close with 1001 once nothing is owed.
+ */
+void session_shutdown(struct session *s);
 
 /* The connection is going away: leave every room without replies. */
 void session_free(struct session *s);

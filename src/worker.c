@@ -153,10 +153,14 @@ worker_close_listener(struct worker *w)
 	w->listen_fd = -1;
 }
 
-static void
+/*
+ * Stopping: leave once no connection is left on any worker. Rooms homed
+ * here still owe replies to other workers' clients until then.
+ */
+void
 worker_maybe_exit(struct worker *w)
 {
-	if (w->stopping && w->conns == NULL)
+	if (w->stopping && w->conns == NULL && ck_pr_load_int(&w->srv->nconns) == 0)
 		event_base_loopbreak(w->base);
 }
 

@@ -121,6 +121,9 @@ struct worker *worker_current(void);
  */
 void worker_quiesce(struct worker **workers, unsigned n);
 
+/* Worker thread, stopping: end the loop once every worker's clients are gone. */
+void worker_maybe_exit(struct worker *w);
+
 /* Worker thread: ask for a flush pass at the end of this loop iteration. */
 void worker_want_flush(struct worker *w);
 

@@ -15,6 +15,11 @@
  *                    dedupe, presence, typing, receipts, history.
  *   rate limits      --rate 5 --burst 10: buckets, retry_after_ms, the
  *                    50th rate_limited error closes 1008.
+ *   churn            --room-idle 1: 8 processes open, use and drop
+ *                    connections (every way a connection can end) while
+ *                    joining and leaving a pool of 40 rooms for 8 s; each
+ *                    stream reaches its members in order, without gaps;
+ *                    then quiet rooms are freed and busy streams intact.
  *
  * Every wait is bounded. Nothing asserts on timing: "nothing was delivered"
  * is checked with a barrier (a later event of the same room must be the
@@ -34,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -124,6 +130,14 @@ init_proto(void)
 		return -1;
 	}
 	close(fd);
+	return start_with(a);
+}
+
+static int
+init_drain(void)
+{
+	static const char *const a[] = { "-t", "2", "--rate", "0", NULL };
+
 	return start_with(a);
 }
 
@@ -3243,6 +3257,1098 @@ test_rate_abuse_close(void)
 	wsc_close(&o.w);
 }
 
+/* ---- churn: room lifetime and membership races ------------------------ */
+
+/*
+ * --room-idle 1: an empty room without events is freed after 1 s. Processes
+ * of clients open, use and drop connections as fast as they can, joining
+ * and leaving rooms of a pool: "busy" rooms get stream events (each was
+ * seeded with one message first, so in memory mode every busy room stays),
+ * "quiet" rooms only ever see join, leave, typing, read and history, so
+ * they empty, are freed and are created again over and over while their
+ * joins and leaves are in flight. Connections end in every way a client
+ * can end one. Contents depend on timing and are not checked; what is:
+ * every frame is a JSON object with a type, and while a connection is in a
+ * room the room's stream events reach it each once, in order, with no gap
+ * (and none for a room it is not in). Afterwards every quiet room must be
+ * gone, every busy room's stream intact from seq 1, and SIGTERM exit 0.
+ */
+
+#define CH_PROCS 8
+#define CH_CONNS 6              /* concurrent connections per process */
+#define CH_USERS 3              /* user names per process, shared by its connections */
+#define CH_ROOMS 40             /* the pool of room names */
+#define CH_BUSY 12              /* rooms 0..CH_BUSY-1 are busy, the rest quiet */
+#define CH_MAXJOIN 4            /* rooms a connection asks to be in at most */
+#define CH_QMAX 8               /* joins in flight per room and connection */
+#define CH_INFLIGHT 48          /* unanswered requests before a connection waits */
+#define CH_BUDGET 4000          /* sequenced requests per process, spread over the run;
+                                 * keeps each busy room's stream well inside
+                                 * the 10000 events a room keeps by default */
+#define CH_RUN_MS 8000          /* the churn */
+#define CH_END_MS 3000          /* then: closing handshakes, reports */
+#define CH_SUITE_MS 14000       /* every wait before the stop, from the suite's start */
+#define CH_OPEN_PCT 40          /* the part of its period a quiet room is used */
+
+enum ch_end {
+	CH_END_CLEAN,           /* close frame, wait for the server's */
+	CH_END_ABRUPT,          /* close(2) without a close frame */
+	CH_END_RESET,           /* SO_LINGER 0: RST */
+	CH_END_JOIN,            /* close right after sending a join */
+	CH_END_LEAVE,           /* close right after sending a leave */
+	CH_END_HALF,            /* close in the middle of a frame */
+	CH_END_N
+};
+
+static const char *const ch_end_names[CH_END_N] = { "clean", "abrupt",
+    "reset", "join-in-flight", "leave-in-flight", "half-frame" };
+
+/* Error codes the clients got (timing decides them: only counted). */
+static const char *const ch_codes[] = { "not_found", "forbidden",
+    "not_member", "bad_request", "unauthorized", "too_large",
+    "rate_limited", "unavailable", NULL };
+#define CH_NCODES 9             /* the above and "other" */
+
+/* One room as a connection sees it. */
+struct ch_room {
+	int want;               /* our last request for it was a join */
+	int member;             /* a joined came, and no left since */
+	int trunc;              /* that joined said truncated: the next seq may skip */
+	int nq;                 /* joins in flight; their since (-1: none) */
+	long long q[CH_QMAX];
+	long long last;         /* the last stream seq seen while a member */
+	long long own;          /* our user's latest message (edit target) */
+	long long any;          /* the latest message (react target) */
+};
+
+struct ch_conn {
+	struct wsc w;
+	int live;               /* the socket is open */
+	int closing;            /* our close frame went out: waiting for the server's */
+	int64_t next;           /* next burst (or reconnect) */
+	int64_t until;          /* closing: the server's close is due by then */
+	int bursts;             /* bursts left before the connection ends */
+	int inflight;           /* requests sent that get a reply, not yet answered */
+	int nwant;
+	char user[24];
+	struct ch_room rooms[CH_ROOMS];
+};
+
+struct ch_result {
+	long conns, frames, events, requests, sequenced, joins, since_joins;
+	long truncated, gaps, ends[CH_END_N], codes[CH_NCODES];
+	int nerr;
+	char err[400];
+	char odd[300];          /* the first error other than not_found, forbidden */
+};
+
+struct ch_proc {
+	int proc, port;
+	char src[32];
+	uint64_t rng;
+	int64_t epoch;                  /* the parent's start: seasons agree */
+	int64_t t0, run_end;
+	long long seen[CH_ROOMS];       /* the highest seq any connection saw */
+	unsigned long body_n;
+	struct ch_result res;
+};
+
+static void ch_err(struct ch_proc *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+ch_err(struct ch_proc *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (p->res.nerr++ > 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(p->res.err, sizeof(p->res.err), fmt, ap);
+	va_end(ap);
+}
+
+static uint32_t
+ch_rand(struct ch_proc *p)
+{
+	p->rng ^= p->rng << 13;
+	p->rng ^= p->rng >> 7;
+	p->rng ^= p->rng << 17;
+	return (uint32_t)(p->rng >> 32);
+}
+
+static int
+ch_pct(struct ch_proc *p, unsigned pct)
+{
+	return ch_rand(p) % 100 < pct;
+}
+
+static void
+ch_room_name(int r, char *buf, size_t n)
+{
+	snprintf(buf, n, r < CH_BUSY ? "churn-busy-%02d" : "churn-quiet-%02d", r);
+}
+
+/* The pool index of a room name, or -1. */
+static int
+ch_room_index(const char *name)
+{
+	char want[32];
+	int r;
+
+	if (name == NULL || sscanf(name, "churn-%*[a-z]-%d", &r) != 1 ||
+	    r < 0 || r >= CH_ROOMS)
+		return -1;
+	ch_room_name(r, want, sizeof(want));
+	return strcmp(name, want) == 0 ? r : -1;
+}
+
+static int
+ch_stream_type(const char *t)
+{
+	return strcmp(t, "message") == 0 || strcmp(t, "edit") == 0 ||
+	    strcmp(t, "delete") == 0 || strcmp(t, "reaction") == 0;
+}
+
+static void
+ch_drop(struct ch_proc *p, struct ch_conn *c)
+{
+	wsc_close(&c->w);
+	c->live = 0;
+	c->closing = 0;
+	c->next = wsc_now_ms() + (int64_t)(ch_rand(p) % 20);
+}
+
+static void ch_send(struct ch_proc *p, struct ch_conn *c, int replies,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Send one request; replies: it gets a reply (it carries a ref). */
+static void
+ch_send(struct ch_proc *p, struct ch_conn *c, int replies, const char *fmt, ...)
+{
+	char buf[4096];
+	va_list ap;
+	int n;
+
+	if (!c->live)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(buf)) {
+		ch_err(p, "%s: request too long", c->user);
+		return;
+	}
+	if (wsc_send_text(&c->w, buf) < 0) {
+		ch_err(p, "%s: send failed (%s)", c->user, strerror(errno));
+		ch_drop(p, c);
+		return;
+	}
+	p->res.requests++;
+	c->inflight += replies;
+}
+
+/*
+ * Quiet room r is used during the first CH_OPEN_PCT % of its period (1.8 to
+ * 3.3 s, each room its own phase) by every process alike, and left alone
+ * for the rest, 1.1 to 2 s: around the 1 s after which the server frees
+ * it, so its frees (every 0.5 s tick) race the joins that create it anew.
+ */
+static int
+ch_in_season(const struct ch_proc *p, int r, int64_t now)
+{
+	int q = r - CH_BUSY;
+	int64_t period = 1800 + (q % 7) * 250, off = (q * 137) % period;
+
+	return r < CH_BUSY ||
+	    ((now - p->epoch + off) % period) * 100 < period * CH_OPEN_PCT;
+}
+
+/*
+ * A random room of the pool: one we are not asking to be in (want 0), or
+ * one we are (want 1); -1 when there is none. Only busy ones when busy;
+ * only quiet ones in season when season.
+ */
+static int
+ch_pick(struct ch_proc *p, struct ch_conn *c, int want, int busy, int season)
+{
+	int n = busy ? CH_BUSY : CH_ROOMS, start = (int)(ch_rand(p) % (unsigned)n);
+	int64_t now = wsc_now_ms();
+
+	for (int i = 0; i < n; i++) {
+		int r = (start + i) % n;
+
+		if (c->rooms[r].want == want &&
+		    (!season || ch_in_season(p, r, now)))
+			return r;
+	}
+	return -1;
+}
+
+/* join r: plain, or with a since behind, at or ahead of what we saw. */
+static void
+ch_join(struct ch_proc *p, struct ch_conn *c, int r)
+{
+	struct ch_room *cr = &c->rooms[r];
+	long long since = -1, base;
+	char name[32];
+	uint32_t x = ch_rand(p) % 100;
+
+	if (cr->nq >= CH_QMAX)
+		return;
+	ch_room_name(r, name, sizeof(name));
+	base = cr->last > p->seen[r] ? cr->last : p->seen[r];
+	if (x < 50) {
+		since = -1;
+	} else if (x < 85) {
+		since = base - (long long)(ch_rand(p) % 30);
+		if (since < 0)
+			since = 0;
+	} else if (x < 95) {
+		since = base + 1 + (long long)(ch_rand(p) % 1000);
+	} else {
+		since = 0;      /* everything: at most 1000, truncated past */
+	}
+	if (since < 0)
+		ch_send(p, c, 1, "{\"type\":\"join\",\"room\":\"%s\","
+		    "\"ref\":\"j%d\"}", name, r);
+	else
+		ch_send(p, c, 1, "{\"type\":\"join\",\"room\":\"%s\",\"since\":"
+		    "%lld,\"ref\":\"j%d\"}", name, since, r);
+	if (!c->live)
+		return;
+	cr->q[cr->nq++] = since;
+	if (!cr->want)
+		c->nwant++;
+	cr->want = 1;
+	p->res.joins++;
+	p->res.since_joins += since >= 0;
+}
+
+static void
+ch_leave(struct ch_proc *p, struct ch_conn *c, int r)
+{
+	char name[32];
+
+	ch_room_name(r, name, sizeof(name));
+	ch_send(p, c, 1, "{\"type\":\"leave\",\"room\":\"%s\",\"ref\":\"l\"}",
+	    name);
+	if (c->live && c->rooms[r].want) {
+		c->rooms[r].want = 0;
+		c->nwant--;
+	}
+}
+
+/* A request that makes (or may make) a stream event in busy room r. */
+static void
+ch_sequenced(struct ch_proc *p, struct ch_conn *c, int r)
+{
+	static const char *const emoji[] = { "+1", "\\u2764", "ok", "x" };
+	struct ch_room *cr = &c->rooms[r];
+	char name[32], body[3200], id[48];
+	uint32_t x = ch_rand(p) % 100;
+	size_t len;
+
+	ch_room_name(r, name, sizeof(name));
+	id[0] = '\0';
+	if (ch_pct(p, 40))      /* ids from a small space: duplicates happen */
+		snprintf(id, sizeof(id), ",\"id\":\"k%d-%u\"", p->proc,
+		    ch_rand(p) % 300);
+	p->res.sequenced++;
+	if (x < 20 && cr->own > 0) {
+		ch_send(p, c, 1, "{\"type\":\"edit\",\"room\":\"%s\",\"target\":"
+		    "%lld,\"body\":\"edited %lu\",\"ref\":\"e\"%s}", name,
+		    cr->own, p->body_n++, id);
+	} else if (x < 40 && cr->any > 0) {
+		long long target = cr->any - (long long)(ch_rand(p) % 3);
+
+		ch_send(p, c, 1, "{\"type\":\"react\",\"room\":\"%s\",\"target\":"
+		    "%lld,\"emoji\":\"%s\",\"add\":%s,\"ref\":\"r\"%s}", name,
+		    target < 1 ? 1 : target, emoji[ch_rand(p) % 4],
+		    ch_pct(p, 70) ? "true" : "false", id);
+	} else if (x < 43 && cr->own > 0) {
+		ch_send(p, c, 1, "{\"type\":\"delete\",\"room\":\"%s\",\"target\":"
+		    "%lld,\"ref\":\"d\"%s}", name, cr->own, id);
+	} else {
+		len = (size_t)snprintf(body, sizeof(body), "churn %d %lu",
+		    p->proc, p->body_n++);
+		if (ch_pct(p, 5)) {     /* now and then a long one */
+			size_t want = 100 + ch_rand(p) % 2900;
+
+			for (; len < want; len++)
+				body[len] = (char)('a' + len % 26);
+			body[len] = '\0';
+		}
+		ch_send(p, c, 1, "{\"type\":\"send\",\"room\":\"%s\",\"body\":"
+		    "\"%s\",\"ref\":\"s\"%s}", name, body, id);
+	}
+}
+
+/* One request of a random kind. */
+static void
+ch_op(struct ch_proc *p, struct ch_conn *c)
+{
+	int64_t elapsed = wsc_now_ms() - p->t0;
+	int can_seq = p->res.sequenced <
+	    (long)((long long)CH_BUDGET * elapsed / CH_RUN_MS) + 20;
+	uint32_t x = ch_rand(p) % 100;
+	char name[32];
+	int r;
+
+	if (c->nwant == 0 || (x < 14 && c->nwant < CH_MAXJOIN)) {
+		/* Quiet rooms get most joins: they are the ones freed. */
+		r = ch_pick(p, c, 0, ch_pct(p, 35), 1);
+		if (r >= 0)
+			ch_join(p, c, r);
+		return;
+	}
+	if (x < 20) {                   /* join again: a fresh snapshot */
+		if ((r = ch_pick(p, c, 1, 0, 1)) >= 0)
+			ch_join(p, c, r);
+		return;
+	}
+	if (x < 32) {
+		if ((r = ch_pick(p, c, 1, 0, 0)) >= 0)
+			ch_leave(p, c, r);
+		return;
+	}
+	r = ch_pick(p, c, 1, ch_pct(p, 60), 0);
+	if (r < 0 && (r = ch_pick(p, c, 1, 0, 0)) < 0)
+		return;
+	ch_room_name(r, name, sizeof(name));
+	if (r < CH_BUSY && can_seq && x < 75) {
+		ch_sequenced(p, c, r);
+		return;
+	}
+	if (x < 75)             /* a quiet room, or out of budget */
+		x = 75 + ch_rand(p) % 25;
+	if (x < 84) {
+		ch_send(p, c, 0, "{\"type\":\"typing\",\"room\":\"%s\","
+		    "\"active\":%s}", name, ch_pct(p, 60) ? "true" : "false");
+	} else if (x < 90) {
+		ch_send(p, c, 0, "{\"type\":\"read\",\"room\":\"%s\",\"seq\":%lld}",
+		    name, c->rooms[r].last + 1 + (long long)(ch_rand(p) % 3));
+	} else if (x < 97) {
+		if (ch_pct(p, 50) && c->rooms[r].last > 1)
+			ch_send(p, c, 1, "{\"type\":\"history\",\"room\":\"%s\","
+			    "\"before\":%lld,\"limit\":%u,\"ref\":\"h\"}", name,
+			    c->rooms[r].last, 1 + ch_rand(p) % 60);
+		else
+			ch_send(p, c, 1, "{\"type\":\"history\",\"room\":\"%s\","
+			    "\"limit\":%u,\"ref\":\"h\"}", name,
+			    1 + ch_rand(p) % 60);
+	} else {
+		ch_send(p, c, 1, "{\"type\":\"ping\",\"ref\":\"p\"}");
+	}
+}
+
+/* End the connection one way or another. */
+static void
+ch_end(struct ch_proc *p, struct ch_conn *c, enum ch_end how)
+{
+	static const struct linger lg = { 1, 0 };
+	uint8_t frame[3300];
+	char text[3200], name[32];
+	size_t n, len;
+	int r;
+
+	p->res.ends[how]++;
+	switch (how) {
+	case CH_END_CLEAN: {
+		uint8_t code[2] = { 1000 >> 8, 1000 & 0xff };
+
+		if (wsc_send_frame(&c->w, 8, 1, code, 2, 0) < 0) {
+			ch_err(p, "%s: sending a close frame failed", c->user);
+			break;
+		}
+		c->closing = 1;
+		c->until = wsc_now_ms() + 3000;
+		return;
+	}
+	case CH_END_ABRUPT:
+		break;
+	case CH_END_RESET:
+		(void)setsockopt(c->w.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		break;
+	case CH_END_JOIN:
+		/* Now and then out of season: it may be on its way out. */
+		r = ch_pick(p, c, 0, ch_pct(p, 30), !ch_pct(p, 4));
+		if (r < 0)
+			r = (int)(ch_rand(p) % CH_ROOMS);
+		ch_room_name(r, name, sizeof(name));
+		ch_send(p, c, 1, "{\"type\":\"join\",\"room\":\"%s\"%s}", name,
+		    ch_pct(p, 30) ? ",\"since\":0" : "");
+		if (c->live && ch_pct(p, 30))
+			(void)setsockopt(c->w.fd, SOL_SOCKET, SO_LINGER, &lg,
+			    sizeof(lg));
+		break;
+	case CH_END_LEAVE:
+		r = ch_pick(p, c, 1, 0, 0);
+		if (r < 0) {
+			r = ch_pick(p, c, 0, 0, 1);
+			if (r >= 0)
+				ch_join(p, c, r);
+		}
+		if (r >= 0)
+			ch_leave(p, c, r);
+		if (c->live && ch_pct(p, 30))
+			(void)setsockopt(c->w.fd, SOL_SOCKET, SO_LINGER, &lg,
+			    sizeof(lg));
+		break;
+	case CH_END_HALF:
+		r = ch_pick(p, c, 1, 1, 0);
+		ch_room_name(r >= 0 ? r : 0, name, sizeof(name));
+		len = 10 + ch_rand(p) % 3000;
+		n = (size_t)snprintf(text, sizeof(text), "{\"type\":\"send\","
+		    "\"room\":\"%s\",\"body\":\"", name);
+		while (n < len)
+			text[n++] = 'h';
+		memcpy(text + n, "\"}", 3);
+		n = wsc_encode(frame, 1, 1, text, strlen(text), ch_rand(p), 0);
+		/* Anything from one byte of the header to all but one byte. */
+		len = 1 + ch_rand(p) % (n - 1);
+		if (wsc_send_raw(&c->w, frame, len) < 0)
+			ch_err(p, "%s: sending half a frame failed", c->user);
+		break;
+	case CH_END_N:
+		break;
+	}
+	if (c->live)
+		ch_drop(p, c);
+}
+
+/* Leave the quiet rooms whose season is over. */
+static void
+ch_off_season(struct ch_proc *p, struct ch_conn *c)
+{
+	int64_t now = wsc_now_ms();
+
+	for (int r = CH_BUSY; r < CH_ROOMS && c->live; r++)
+		if (c->rooms[r].want && !ch_in_season(p, r, now))
+			ch_leave(p, c, r);
+}
+
+static void
+ch_open(struct ch_proc *p, struct ch_conn *c)
+{
+	int st;
+
+	memset(c, 0, sizeof(*c));
+	c->w.fd = -1;
+	snprintf(c->user, sizeof(c->user), "cu%d-%u", p->proc,
+	    ch_rand(p) % CH_USERS);
+	st = wsc_connect(&c->w, HOST, p->port, p->src, "/ws", NULL, 0, 2000);
+	if (st != 101) {
+		ch_err(p, "%s: upgrade: %d", c->user, st);
+		wsc_close(&c->w);
+		c->next = wsc_now_ms() + 100;
+		return;
+	}
+	c->live = 1;
+	c->bursts = 1 + (int)(ch_rand(p) % 8);
+	c->next = wsc_now_ms();         /* the first burst goes with the hello */
+	p->res.conns++;
+	ch_send(p, c, 1, "{\"type\":\"hello\",\"name\":\"%s\"}", c->user);
+}
+
+/* A stream event for room r on c. */
+static void
+ch_event(struct ch_proc *p, struct ch_conn *c, const json_t *j, const char *type)
+{
+	const char *room = jstr(j, "room");
+	int r = ch_room_index(room);
+	struct ch_room *cr;
+	long long seq = jint(j, "seq");
+
+	p->res.events++;
+	if (r < 0 || seq < 1) {
+		ch_err(p, "%s: %s for room %s seq %lld", c->user, type,
+		    room ? room : "(none)", seq);
+		return;
+	}
+	cr = &c->rooms[r];
+	if (r >= CH_BUSY)
+		ch_err(p, "%s: %s seq %lld in quiet room %s", c->user, type, seq,
+		    room);
+	if (!cr->member) {
+		ch_err(p, "%s: %s seq %lld in %s, which it is not in", c->user,
+		    type, seq, room);
+		return;
+	}
+	if (seq <= cr->last) {
+		ch_err(p, "%s: %s: %s seq %lld after %lld: backwards or repeated",
+		    c->user, room, type, seq, cr->last);
+		return;
+	}
+	if (seq != cr->last + 1 && !cr->trunc) {
+		p->res.gaps++;
+		ch_err(p, "%s: %s: %s seq %lld after %lld: a gap", c->user, room,
+		    type, seq, cr->last);
+	}
+	cr->trunc = 0;
+	cr->last = seq;
+	if (seq > p->seen[r])
+		p->seen[r] = seq;
+	if (strcmp(type, "message") == 0) {
+		cr->any = seq;
+		if (jstreq(j, "user", c->user))
+			cr->own = seq;
+	}
+}
+
+static void
+ch_joined(struct ch_proc *p, struct ch_conn *c, const json_t *j)
+{
+	const char *room = jstr(j, "room");
+	int r = ch_room_index(room);
+	struct ch_room *cr;
+	long long since, seq = jint(j, "seq");
+
+	c->inflight--;
+	if (r < 0 || seq < 0) {
+		ch_err(p, "%s: joined %s seq %lld", c->user, room ? room : "(none)",
+		    seq);
+		return;
+	}
+	cr = &c->rooms[r];
+	if (cr->nq == 0) {
+		ch_err(p, "%s: joined %s, no join of it in flight", c->user, room);
+		return;
+	}
+	since = cr->q[0];
+	memmove(cr->q, cr->q + 1, (size_t)(--cr->nq) * sizeof(cr->q[0]));
+	if (cr->member)
+		return;         /* joined again: a fresh snapshot, the stream goes on */
+	cr->member = 1;
+	cr->last = since >= 0 && since < seq ? since : seq;
+	cr->trunc = jtrue(j, "truncated");
+	p->res.truncated += cr->trunc;
+	if (seq > p->seen[r])
+		p->seen[r] = seq;
+}
+
+static void
+ch_text(struct ch_proc *p, struct ch_conn *c, const struct wsc_frame *f)
+{
+	json_t *j = json_loadb((const char *)f->payload, f->len, 0, NULL);
+	const char *type = jstr(j, "type"), *ref;
+	int r, k;
+
+	if (!json_is_object(j) || type == NULL) {
+		ch_err(p, "%s: not a JSON object with a type: %.*s", c->user,
+		    (int)(f->len > 200 ? 200 : f->len), (const char *)f->payload);
+		json_decref(j);
+		return;
+	}
+	if (ch_stream_type(type)) {
+		ch_event(p, c, j, type);
+	} else if (strcmp(type, "joined") == 0) {
+		ch_joined(p, c, j);
+	} else if (strcmp(type, "left") == 0) {
+		c->inflight--;
+		r = ch_room_index(jstr(j, "room"));
+		if (r < 0 || !c->rooms[r].member)
+			ch_err(p, "%s: left %s, which it was not in", c->user,
+			    jstr(j, "room"));
+		else
+			c->rooms[r].member = 0;
+	} else if (strcmp(type, "error") == 0) {
+		ref = jstr(j, "ref");
+		for (k = 0; ch_codes[k] != NULL && !jstreq(j, "code", ch_codes[k]);
+		    k++)
+			;
+		p->res.codes[k]++;
+		if (k >= 2 && p->res.odd[0] == '\0')
+			snprintf(p->res.odd, sizeof(p->res.odd), "%s: %.*s", c->user,
+			    (int)(f->len > 250 ? 250 : f->len),
+			    (const char *)f->payload);
+		if (ref != NULL) {
+			c->inflight--;
+			/* A join refused: it is no longer in flight. */
+			if (sscanf(ref, "j%d", &r) == 1 && r >= 0 && r < CH_ROOMS &&
+			    c->rooms[r].nq > 0)
+				memmove(c->rooms[r].q, c->rooms[r].q + 1,
+				    (size_t)(--c->rooms[r].nq) *
+				    sizeof(c->rooms[r].q[0]));
+		}
+	} else if (strcmp(type, "ack") == 0 || strcmp(type, "history") == 0 ||
+	    strcmp(type, "pong") == 0 || strcmp(type, "welcome") == 0) {
+		c->inflight--;
+	}
+	/* presence, typing, receipt: nothing to count */
+	json_decref(j);
+}
+
+static void
+ch_frame(struct ch_proc *p, struct ch_conn *c, const struct wsc_frame *f)
+{
+	uint8_t pl[125];
+	size_t n;
+
+	p->res.frames++;
+	switch (f->opcode) {
+	case 1:
+		if (!f->fin || f->masked || f->rsv != 0)
+			ch_err(p, "%s: text frame fin %d masked %d rsv %d", c->user,
+			    f->fin, f->masked, f->rsv);
+		ch_text(p, c, f);
+		break;
+	case 8:
+		if (!c->closing)
+			ch_err(p, "%s: the server closed the connection (%d)",
+			    c->user, f->close_code);
+		ch_drop(p, c);
+		break;
+	case 9:
+		n = f->len < sizeof(pl) ? f->len : sizeof(pl);
+		memcpy(pl, f->payload, n);
+		(void)wsc_send_frame(&c->w, 10, 1, pl, n, 0);
+		break;
+	case 10:
+		break;
+	default:
+		ch_err(p, "%s: frame with opcode %d", c->user, f->opcode);
+		break;
+	}
+}
+
+static void __attribute__((noreturn))
+churn_child(int proc, int port, uint64_t seed, int64_t epoch, int wfd)
+{
+	struct ch_conn *cs = calloc(CH_CONNS, sizeof(*cs));
+	struct pollfd pfd[CH_CONNS];
+	struct ch_proc *p = calloc(1, sizeof(*p));
+	struct wsc_frame f;
+	int64_t now, hard_end;
+	int i, n, r = 0, ended = 0, any;
+
+	if (cs == NULL || p == NULL)
+		_exit(2);
+	p->proc = proc;
+	p->port = port;
+	p->epoch = epoch;
+	p->rng = seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(proc + 1));
+	if (p->rng == 0)
+		p->rng = 1;
+	snprintf(p->src, sizeof(p->src), "127.0.0.%d", 20 + proc);
+	p->t0 = wsc_now_ms();
+	p->run_end = p->t0 + CH_RUN_MS;
+	hard_end = p->run_end + CH_END_MS;
+	for (i = 0; i < CH_CONNS; i++) {
+		cs[i].w.fd = -1;
+		cs[i].next = p->t0 + i * 3;
+	}
+	for (;;) {
+		now = wsc_now_ms();
+		if (now >= p->run_end && !ended) {
+			/* The end: whatever is still open ends now, some way. */
+			for (i = 0; i < CH_CONNS; i++)
+				if (cs[i].live && !cs[i].closing)
+					ch_end(p, &cs[i], (enum ch_end)(ch_rand(p) %
+					    CH_END_N));
+			ended = 1;
+		}
+		any = 0;
+		for (i = 0; i < CH_CONNS; i++) {
+			struct ch_conn *c = &cs[i];
+
+			if (!c->live && !ended && now >= c->next)
+				ch_open(p, c);
+			if (c->live && c->closing && wsc_now_ms() >= c->until) {
+				ch_err(p, "%s: no close frame from the server "
+				    "within 3 s of ours", c->user);
+				ch_drop(p, c);
+			}
+			if (c->live && !c->closing && !ended)
+				ch_off_season(p, c);
+			if (c->live && !c->closing && !ended &&
+			    wsc_now_ms() >= c->next && c->inflight < CH_INFLIGHT) {
+				n = 1 + (int)(ch_rand(p) % 8);
+				for (int k = 0; k < n && c->live; k++)
+					ch_op(p, c);
+				if (c->live && --c->bursts <= 0)
+					ch_end(p, c, (enum ch_end)(ch_rand(p) %
+					    CH_END_N));
+				else
+					c->next = wsc_now_ms() + 3 +
+					    (int64_t)(ch_rand(p) % 40);
+			}
+			any |= c->live;
+		}
+		if (ended && !any)
+			break;
+		if (wsc_now_ms() >= hard_end) {
+			for (i = 0; i < CH_CONNS; i++)
+				if (cs[i].live)
+					ch_err(p, "%s: still open %d ms after the "
+					    "run (closing %d)", cs[i].user,
+					    CH_END_MS, cs[i].closing);
+			break;
+		}
+		for (i = 0; i < CH_CONNS; i++) {
+			pfd[i].fd = cs[i].live ? cs[i].w.fd : -1;
+			pfd[i].events = POLLIN;
+			pfd[i].revents = 0;
+		}
+		if (poll(pfd, CH_CONNS, 5) < 0 && errno != EINTR)
+			break;
+		for (i = 0; i < CH_CONNS; i++) {
+			struct ch_conn *c = &cs[i];
+
+			if (!c->live || pfd[i].revents == 0)
+				continue;
+			while (c->live && (r = wsc_recv(&c->w, &f, 0)) == 1)
+				ch_frame(p, c, &f);
+			if (c->live && r < 0) {
+				if (!c->closing)
+					ch_err(p, "%s: connection lost", c->user);
+				ch_drop(p, c);
+			}
+		}
+	}
+	for (i = 0; i < CH_CONNS; i++)
+		wsc_close(&cs[i].w);
+	(void)!write(wfd, &p->res, sizeof(p->res));
+	_exit(0);
+}
+
+static int64_t ch_deadline;     /* the last wait before the stop ends by then */
+static int ch_churned;          /* the churn ran and every process reported */
+
+static int
+init_churn(void)
+{
+	static const char *const a[] = { "-t", "4", "--room-idle", "1",
+	    "--rate", "0", NULL };
+
+	ch_deadline = wsc_now_ms() + CH_SUITE_MS;
+	ch_churned = 0;
+	return start_with(a);
+}
+
+/* At most ms, and no later than the suite's deadline. */
+static int
+ch_wait_ms(int ms)
+{
+	int left = wsc_remaining_ms(ch_deadline);
+
+	return ms < left ? ms : left;
+}
+
+/* parley_connections, parley_rooms, parley_rooms_active from one GET /metrics. */
+static int
+ch_metrics(double v[3], int timeout_ms)
+{
+	static const char req[] = "GET /metrics HTTP/1.1\r\n"
+	    "Host: 127.0.0.1\r\nConnection: close\r\n\r\n";
+	static const char *const names[3] = { "parley_connections",
+	    "parley_rooms", "parley_rooms_active" };
+	struct http_resp r;
+	char pat[64];
+	const char *at;
+	int found = 0;
+
+	if (timeout_ms <= 0)
+		return -1;
+	memset(&r, 0, sizeof(r));
+	if (http_request(srv.port, req, sizeof(req) - 1, &r, timeout_ms) != 200 ||
+	    r.body == NULL) {
+		http_resp_free(&r);
+		return -1;
+	}
+	for (int i = 0; i < 3; i++) {
+		snprintf(pat, sizeof(pat), "\n%s ", names[i]);
+		if ((at = strstr(r.body, pat)) != NULL) {
+			v[i] = strtod(at + strlen(pat), NULL);
+			found++;
+		}
+	}
+	http_resp_free(&r);
+	return found == 3 ? 0 : -1;
+}
+
+/* Lines of the server's log that contain s. */
+static long
+ch_log_count(const char *s)
+{
+	FILE *fp = fopen(srv.log, "r");
+	char line[1024];
+	long n = 0;
+
+	if (fp == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), fp) != NULL)
+		n += strstr(line, s) != NULL;
+	fclose(fp);
+	return n;
+}
+
+static void
+test_churn(void)
+{
+	int from_child[CH_PROCS][2];
+	struct ch_result res[CH_PROCS], sum;
+	pid_t pids[CH_PROCS];
+	uint64_t seed = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid();
+	int64_t t0, deadline;
+	char name[32];
+	int p, st, reported = 0;
+	struct cl s;
+
+	CU_ASSERT_FATAL(srv.pid > 0);
+	/* Every busy room gets its seq 1: it has events, so it stays. */
+	OPEN(&s, "churn-seed");
+	for (int r = 0; r < CH_BUSY; r++) {
+		ch_room_name(r, name, sizeof(name));
+		JOIN(&s, name);
+		CU_ASSERT_EQUAL_FATAL(SAY(&s, name, "seed", NULL), 1);
+	}
+	wsc_close(&s.w);
+
+	fprintf(stderr, "churn: seed %llu, %d processes x %d connections, "
+	    "%d rooms (%d busy), %d ms\n", (unsigned long long)seed, CH_PROCS,
+	    CH_CONNS, CH_ROOMS, CH_BUSY, CH_RUN_MS);
+	memset(res, 0, sizeof(res));
+	memset(&sum, 0, sizeof(sum));
+	t0 = wsc_now_ms();
+	for (p = 0; p < CH_PROCS; p++) {
+		CU_ASSERT_FATAL(pipe(from_child[p]) == 0);
+		pids[p] = fork_child();
+		CU_ASSERT_FATAL(pids[p] >= 0);
+		if (pids[p] == 0) {
+			for (int q = 0; q < p; q++)
+				close(from_child[q][0]);
+			close(from_child[p][0]);
+			churn_child(p, srv.port, seed, t0, from_child[p][1]);
+		}
+		close(from_child[p][1]);
+	}
+	deadline = t0 + CH_RUN_MS + CH_END_MS + 1500;
+	for (p = 0; p < CH_PROCS; p++) {
+		if (read_full(from_child[p][0], &res[p], sizeof(res[p]),
+		    deadline) < 0) {
+			fprintf(stderr, "churn: no result from process %d\n", p);
+			CU_FAIL("a churn process reported no result");
+			continue;
+		}
+		reported++;
+		if (res[p].nerr > 0)
+			fprintf(stderr, "churn: process %d: %d errors, first: %s\n",
+			    p, res[p].nerr, res[p].err);
+		CU_ASSERT_EQUAL(res[p].nerr, 0);
+		if (res[p].odd[0] != '\0')
+			fprintf(stderr, "churn: process %d: an error frame: %s\n",
+			    p, res[p].odd);
+		sum.conns += res[p].conns;
+		sum.frames += res[p].frames;
+		sum.events += res[p].events;
+		sum.requests += res[p].requests;
+		sum.sequenced += res[p].sequenced;
+		sum.joins += res[p].joins;
+		sum.since_joins += res[p].since_joins;
+		sum.truncated += res[p].truncated;
+		sum.gaps += res[p].gaps;
+		for (int k = 0; k < CH_END_N; k++)
+			sum.ends[k] += res[p].ends[k];
+		for (int k = 0; k < CH_NCODES; k++)
+			sum.codes[k] += res[p].codes[k];
+	}
+	for (p = 0; p < CH_PROCS; p++) {
+		st = reap(pids[p], wsc_now_ms() + 1000);
+		CU_ASSERT_EQUAL(st, 0);
+		close(from_child[p][0]);
+	}
+	fprintf(stderr, "churn: %ld connections, %ld requests (%ld sequenced, "
+	    "%ld joins, %ld with since, %ld truncated), %ld frames, %ld stream "
+	    "events seen, %ld gaps, in %lld ms\n", sum.conns, sum.requests,
+	    sum.sequenced, sum.joins, sum.since_joins, sum.truncated, sum.frames,
+	    sum.events, sum.gaps, (long long)(wsc_now_ms() - t0));
+	fprintf(stderr, "churn: ends:");
+	for (int k = 0; k < CH_END_N; k++)
+		fprintf(stderr, " %s %ld", ch_end_names[k], sum.ends[k]);
+	fprintf(stderr, "\nchurn: errors:");
+	for (int k = 0; k < CH_NCODES; k++)
+		fprintf(stderr, " %s %ld", ch_codes[k] ? ch_codes[k] : "other",
+		    sum.codes[k]);
+	fprintf(stderr, "\n");
+	CU_ASSERT_EQUAL(sum.gaps, 0);
+	CU_ASSERT(sum.conns > CH_PROCS * CH_CONNS);
+	CU_ASSERT(server_alive(&srv));
+	ch_churned = reported == CH_PROCS;
+}
+
+/* Every client gone: no connection, no active room, quiet rooms freed. */
+static void
+test_churn_settle(void)
+{
+	double v[3] = { -1, -1, -1 };
+	int64_t deadline;
+	int ok = 0;
+
+	CU_ASSERT_FATAL(srv.pid > 0);
+	deadline = wsc_now_ms() + ch_wait_ms(5000);
+	do {
+		/* The /metrics connection itself is one. */
+		if (ch_metrics(v, wsc_remaining_ms(deadline)) == 0 &&
+		    v[0] <= 1 && v[2] == 0) {
+			ok = 1;
+			break;
+		}
+		wsc_sleep_ms(50);
+	} while (wsc_now_ms() < deadline);
+	if (!ok)
+		fprintf(stderr, "churn: after the clients: parley_connections "
+		    "%g, parley_rooms_active %g, parley_rooms %g\n", v[0], v[2],
+		    v[1]);
+	CU_ASSERT_FATAL(ok);
+	/* Room ticks come every 0.5 s: a room empty for 1 s goes within 1.5 s. */
+	wsc_sleep_ms(ch_wait_ms(1100));
+	ok = 0;
+	deadline = wsc_now_ms() + ch_wait_ms(3000);
+	do {
+		if (ch_metrics(v, wsc_remaining_ms(deadline)) == 0 &&
+		    v[1] == CH_BUSY) {
+			ok = 1;
+			break;
+		}
+		wsc_sleep_ms(50);
+	} while (wsc_now_ms() < deadline);
+	fprintf(stderr, "churn: parley_rooms %g (want %d busy rooms of %d), "
+	    "parley_rooms_active %g, parley_connections %g; log: %ld "
+	    "room_created, %ld room_freed\n", v[1], CH_BUSY, CH_ROOMS, v[2],
+	    v[0], ch_log_count("room_created"), ch_log_count("room_freed"));
+	CU_ASSERT(v[1] < CH_ROOMS);
+	CU_ASSERT_EQUAL(v[1], CH_BUSY);
+	CU_ASSERT_EQUAL(v[2], 0);
+}
+
+/*
+ * A fresh client joins each busy room with since 0 and pages back with
+ * history: seqs 1..N, each exactly once, all stream events of the room.
+ */
+static void
+test_churn_streams(void)
+{
+	char name[32];
+	long long total = 0;
+	struct cl a;
+	json_t *j;
+
+	CU_ASSERT_FATAL(srv.pid > 0);
+	CU_ASSERT_FATAL(ch_churned);
+	CU_ASSERT_FATAL(wsc_remaining_ms(ch_deadline) > 0);
+	OPEN(&a, "churn-audit");
+	for (int r = 0; r < CH_BUSY && !a.dead; r++) {
+		long long n = -1, low = -1, dup = 0, bad = 0, pages = 0;
+		unsigned char *got = NULL;
+		int more = 1, trunc = 0, pong = 0;
+
+		ch_room_name(r, name, sizeof(name));
+		csend(&a, "{\"type\":\"join\",\"room\":\"%s\",\"since\":0,"
+		    "\"ref\":\"aj\"}", name);
+		csend(&a, "{\"type\":\"ping\",\"ref\":\"ap\"}");
+		/* joined, the replay, then the pong. */
+		while (!pong && !a.dead) {
+			j = recv_json(&a.w, ch_wait_ms(T_IO));
+			if (j == NULL) {
+				fprintf(stderr, "churn: %s: join since 0 stopped "
+				    "(close %d)\n", name, last_close);
+				a.dead = 1;
+				break;
+			}
+			if (is_type(j, "joined") && jstreq(j, "room", name)) {
+				n = jint(j, "seq");
+				trunc = jtrue(j, "truncated");
+				if (n >= 1)
+					got = calloc((size_t)n + 1, 1);
+			} else if (is_type(j, "pong")) {
+				pong = 1;
+			} else if (got != NULL && jstreq(j, "room", name) &&
+			    ch_stream_type(jstr(j, "type") ? jstr(j, "type") : "")) {
+				long long s = jint(j, "seq");
+
+				if (s < 1 || s > n || got[s]++)
+					bad++;
+				else if (low < 0 || s < low)
+					low = s;
+			} else {
+				jdump("churn: unexpected frame: ", j);
+				bad++;
+			}
+			json_decref(j);
+		}
+		CU_ASSERT(got != NULL);
+		if (got == NULL)
+			break;
+		/* Page back from the oldest replayed event to seq 1. */
+		if (low < 0)
+			low = n + 1;
+		while (more && low > 1 && !a.dead && pages++ < n / 100 + 10) {
+			const json_t *evs;
+
+			csend(&a, "{\"type\":\"history\",\"room\":\"%s\",\"before\":"
+			    "%lld,\"limit\":200,\"ref\":\"ah\"}", name, low);
+			j = recv_json(&a.w, ch_wait_ms(T_IO));
+			if (!is_type(j, "history")) {
+				jdump("churn: expected history, got: ", j);
+				json_decref(j);
+				a.dead = 1;
+				break;
+			}
+			evs = json_object_get(j, "events");
+			more = jtrue(j, "more");
+			if (!json_is_array(evs) || json_array_size(evs) == 0)
+				more = 0;
+			for (size_t i = 0; json_is_array(evs) &&
+			    i < json_array_size(evs); i++) {
+				const json_t *e = json_array_get(evs, i);
+				long long s = jint(e, "seq");
+
+				if (!jstreq(e, "room", name) || jstr(e, "type") ==
+				    NULL || !ch_stream_type(jstr(e, "type")) ||
+				    s < 1 || s >= low) {
+					jdump("churn: history event: ", e);
+					bad++;
+				} else if (got[s]++) {
+					dup++;
+				}
+			}
+			for (size_t i = 0; json_is_array(evs) &&
+			    i < json_array_size(evs); i++) {
+				long long s = jint(json_array_get(evs, i), "seq");
+
+				if (s >= 1 && s < low)
+					low = s;
+			}
+			json_decref(j);
+		}
+		for (long long s = 1; s <= n; s++)
+			if (got[s] != 1) {
+				if (got[s] == 0)
+					fprintf(stderr, "churn: %s: seq %lld of %lld "
+					    "missing\n", name, s, n);
+				bad++;
+				break;
+			}
+		if (bad || dup)
+			fprintf(stderr, "churn: %s: seq 1..%lld: %lld bad, %lld "
+			    "duplicated (truncated %d, %lld pages)\n", name, n,
+			    bad, dup, trunc, pages);
+		CU_ASSERT(bad == 0 && dup == 0 && n >= 1);
+		total += n;
+		free(got);
+		csend(&a, "{\"type\":\"leave\",\"room\":\"%s\",\"ref\":\"al\"}",
+		    name);
+		j = recv_json(&a.w, ch_wait_ms(T_IO));
+		CU_ASSERT(is_type(j, "left"));
+		json_decref(j);
+	}
+	CU_ASSERT(!a.dead);
+	fprintf(stderr, "churn: %d busy rooms hold seq 1..N each once, %lld "
+	    "events in all\n", CH_BUSY, total);
+	wsc_close(&a.w);
+}
+
 /* ---- main ------------------------------------------------------------ */
 
 static const struct test_def fanout_tests[] = {
@@ -3287,6 +4393,73 @@ static const struct test_def proto_tests[] = {
 	{ NULL, NULL }
 };
 
+static const struct test_def churn_tests[] = {
+	{ "8 processes churn connections and rooms for 8 s", test_churn },
+	{ "after the churn: no connection, quiet rooms freed", test_churn_settle },
+	{ "after the churn: busy streams hold seq 1..N once", test_churn_streams },
+	{ "stop: exit 0", test_stop },
+	{ NULL, NULL }
+};
+
+/*
+ * SIGTERM in the middle of a pipelined stream: every send the server took
+ * is acked (or refused with unavailable) before the 1001; no event is seen
+ * without its ack; the server exits 0.
+ */
+#define DRAIN_SENDS 400
+
+static void
+test_shutdown_drain(void)
+{
+	struct cl a;
+	json_t *j;
+	int acks = 0, unavailable = 0, copies = 0, last_ack = 0, last_copy = 0;
+	int st, order_ok = 1;
+
+	OPEN(&a, "drainer");
+	csend(&a, "{\"type\":\"join\",\"room\":\"drain\"}");
+	json_decref(expect_at(&a, "joined", __LINE__));
+	for (int i = 0; i < DRAIN_SENDS; i++) {
+		csend(&a, "{\"type\":\"send\",\"room\":\"drain\",\"body\":\"b%d\","
+		    "\"id\":\"d%d\"}", i, i);
+		if (i == DRAIN_SENDS / 4)
+			kill(srv.pid, SIGTERM);
+	}
+	while ((j = cl_recv(&a)) != NULL) {
+		if (is_type(j, "ack")) {
+			acks++;
+			order_ok &= jint(j, "seq") == last_ack + 1;
+			last_ack = (int)jint(j, "seq");
+		} else if (is_type(j, "message")) {
+			copies++;
+			last_copy = (int)jint(j, "seq");
+		} else if (is_type(j, "error") && jstreq(j, "code", "unavailable")) {
+			unavailable++;
+			CU_ASSERT(jint(j, "retry_after_ms") > 0);
+		}
+		json_decref(j);
+	}
+	fprintf(stderr, "drain: %d acks, %d own copies, %d unavailable, close %d\n",
+	    acks, copies, unavailable, last_close);
+	CU_ASSERT(order_ok);
+	CU_ASSERT(acks >= 1);
+	/* Nothing delivered that was not acked (the order of the two is free). */
+	CU_ASSERT(last_copy <= last_ack);
+	CU_ASSERT(copies == acks);
+	CU_ASSERT_EQUAL(last_close, 1001);
+	(void)wsc_send_frame(&a.w, 8, 1, "\x03\xe9", 2, 0);
+	wsc_close(&a.w);
+	st = server_stop(&srv, 0, 6000);
+	if (st != 0)
+		server_dump_log(&srv, "shutdown drain");
+	CU_ASSERT_EQUAL(st, 0);
+}
+
+static const struct test_def drain_tests[] = {
+	{ "SIGTERM: accepted sends acked, then 1001", test_shutdown_drain },
+	{ NULL, NULL }
+};
+
 static const struct test_def rate_tests[] = {
 	{ "burst 10, then rate_limited", test_rate_burst },
 	{ "duplicates and no-ops count", test_rate_dups_noops },
@@ -3306,7 +4479,9 @@ main(void)
 	    harness_add_suite("fanout t4", init_fan4, cleanup_server, fanout_tests) ||
 	    harness_add_suite("join since", init_since, cleanup_server, since_tests) ||
 	    harness_add_suite("protocol", init_proto, cleanup_server, proto_tests) ||
-	    harness_add_suite("rate limits", init_rate, cleanup_server, rate_tests)) {
+	    harness_add_suite("rate limits", init_rate, cleanup_server, rate_tests) ||
+	    harness_add_suite("shutdown drain", init_drain, cleanup_server, drain_tests) ||
+	    harness_add_suite("churn", init_churn, cleanup_server, churn_tests)) {
 		CU_cleanup_registry();
 		return 1;
 	}
