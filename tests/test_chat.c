@@ -4409,34 +4409,57 @@ static const struct test_def churn_tests[] = {
 #define DRAIN_SENDS 400
 
 static void
+drain_count(json_t *j, int *acks, int *copies, int *unavailable, int *last_ack,
+    int *last_copy, int *order_ok)
+{
+	if (is_type(j, "ack")) {
+		(*acks)++;
+		*order_ok &= jint(j, "seq") == *last_ack + 1;
+		*last_ack = (int)jint(j, "seq");
+	} else if (is_type(j, "message")) {
+		(*copies)++;
+		*last_copy = (int)jint(j, "seq");
+	} else if (is_type(j, "error") && jstreq(j, "code", "unavailable")) {
+		(*unavailable)++;
+		CU_ASSERT(jint(j, "retry_after_ms") > 0);
+	}
+}
+
+static void
 test_shutdown_drain(void)
 {
 	struct cl a;
 	json_t *j;
 	int acks = 0, unavailable = 0, copies = 0, last_ack = 0, last_copy = 0;
-	int st, order_ok = 1;
+	int st, order_ok = 1, killed = 0;
 
 	OPEN(&a, "drainer");
 	csend(&a, "{\"type\":\"join\",\"room\":\"drain\"}");
 	json_decref(expect_at(&a, "joined", __LINE__));
+	/*
+	 * A quarter of the sends, then SIGTERM as soon as the server is
+	 * visibly working on them (an ack or our copy arrived), then the rest
+	 * while it stops.
+	 */
 	for (int i = 0; i < DRAIN_SENDS; i++) {
 		csend(&a, "{\"type\":\"send\",\"room\":\"drain\",\"body\":\"b%d\","
 		    "\"id\":\"d%d\"}", i, i);
-		if (i == DRAIN_SENDS / 4)
-			kill(srv.pid, SIGTERM);
-	}
-	while ((j = cl_recv(&a)) != NULL) {
-		if (is_type(j, "ack")) {
-			acks++;
-			order_ok &= jint(j, "seq") == last_ack + 1;
-			last_ack = (int)jint(j, "seq");
-		} else if (is_type(j, "message")) {
-			copies++;
-			last_copy = (int)jint(j, "seq");
-		} else if (is_type(j, "error") && jstreq(j, "code", "unavailable")) {
-			unavailable++;
-			CU_ASSERT(jint(j, "retry_after_ms") > 0);
+		if (i + 1 != DRAIN_SENDS / 4)
+			continue;
+		while (!killed && (j = cl_recv(&a)) != NULL) {
+			drain_count(j, &acks, &copies, &unavailable, &last_ack,
+			    &last_copy, &order_ok);
+			json_decref(j);
+			if (acks + copies > 0) {
+				kill(srv.pid, SIGTERM);
+				killed = 1;
+			}
 		}
+	}
+	CU_ASSERT_FATAL(killed);
+	while ((j = cl_recv(&a)) != NULL) {
+		drain_count(j, &acks, &copies, &unavailable, &last_ack, &last_copy,
+		    &order_ok);
 		json_decref(j);
 	}
 	fprintf(stderr, "drain: %d acks, %d own copies, %d unavailable, close %d\n",
