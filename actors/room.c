@@ -517,6 +517,24 @@ dedupe_find(struct room *r, uint32_t uidx, const struct proto_req *req)
 	    dedupe_eq, &k);
 }
 
+/* Most rooms see few ids: the window's array grows, up to its bound. */
+static void
+dedupe_grow(struct room *r)
+{
+	uint32_t cap = r->id_cap ? r->id_cap * 2 : 16;
+	struct dedupe **fifo;
+
+	if (cap > ROOM_DEDUPE_WINDOW)
+		cap = ROOM_DEDUPE_WINDOW;
+	fifo = xcalloc(cap, sizeof(*fifo));
+	for (uint32_t i = 0; i < r->id_count; i++)
+		fifo[i] = r->id_fifo[(r->id_head + i) % r->id_cap];
+	free(r->id_fifo);
+	r->id_fifo = fifo;
+	r->id_head = 0;
+	r->id_cap = cap;
+}
+
 static void
 dedupe_remember(struct room *r, uint32_t uidx, const char *id, uint64_t seq,
     int64_t ts)
@@ -530,14 +548,14 @@ dedupe_remember(struct room *r, uint32_t uidx, const char *id, uint64_t seq,
 	d->uidx = uidx;
 	d->len = (uint8_t)len;
 	memcpy(d->id, id, len + 1);
-	if (r->id_fifo == NULL)
-		r->id_fifo = xcalloc(ROOM_DEDUPE_WINDOW, sizeof(*r->id_fifo));
+	if (r->id_count == r->id_cap && r->id_cap < ROOM_DEDUPE_WINDOW)
+		dedupe_grow(r);
 	/* A full window forgets its oldest id. */
-	slot = (r->id_head + r->id_count) % ROOM_DEDUPE_WINDOW;
-	if (r->id_count == ROOM_DEDUPE_WINDOW) {
+	slot = (r->id_head + r->id_count) % r->id_cap;
+	if (r->id_count == r->id_cap) {
 		htab_remove(&r->ids, &r->id_fifo[slot]->node);
 		free(r->id_fifo[slot]);
-		r->id_head = (r->id_head + 1) % ROOM_DEDUPE_WINDOW;
+		r->id_head = (r->id_head + 1) % r->id_cap;
 	} else {
 		r->id_count++;
 	}

@@ -188,8 +188,8 @@ struct room {
 	size_t ring_cap;
 	struct htab reactions;
 	struct htab ids;          /* struct dedupe by (user, id) */
-	struct dedupe **id_fifo;  /* [ROOM_DEDUPE_WINDOW], oldest evicted */
-	uint32_t id_head, id_count;
+	struct dedupe **id_fifo;  /* [id_cap], oldest first from id_head */
+	uint32_t id_head, id_count, id_cap; /* grows to ROOM_DEDUPE_WINDOW, then evicts */
 };
 
 /* The worker a room lives on. */
