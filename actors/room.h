@@ -161,15 +161,17 @@ struct room {
 	struct mailbox_msg run_msg; /* the home worker's ROOM_RUN, one at most */
 	struct room_local *local; /* [nworkers] */
 
+	/* immutable after room_new: any thread holding the room may read */
+	unsigned home;
+
 	/* home worker only */
 	const struct room_env *env;
-	unsigned home;
 	struct hnode reg_node;    /* the home worker's registry */
 	struct room *ready_next;  /* the home worker's run list */
 	struct room *timed_prev, *timed_next; /* the home worker's timer list */
 	uint8_t timed;
 	uint8_t dm;
-	size_t name_len;
+	size_t name_len;          /* name, name_len: immutable, like home */
 	char name[NAMES_ROOM_STR_MAX + 1];
 
 	uint64_t seq;
