@@ -431,7 +431,13 @@ int
 wsc_response_header(const struct wsc *c, const char *name, char *out,
     size_t outsz)
 {
-	const char *line = strstr(c->head, "\r\n"), *v, *e;
+	return wsc_head_header(c->head, name, out, outsz);
+}
+
+int
+wsc_head_header(const char *head, const char *name, char *out, size_t outsz)
+{
+	const char *line = strstr(head, "\r\n"), *v, *e;
 	size_t nlen = strlen(name), vlen;
 
 	while (line != NULL && line[2] != '\0' && line[2] != '\r') {

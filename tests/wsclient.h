@@ -50,6 +50,12 @@ size_t wsc_encode(uint8_t *out, int opcode, int fin, const void *payload,
  */
 ssize_t wsc_parse(const uint8_t *buf, size_t len, struct wsc_frame *f);
 
+/*
+ * A header's value from a NUL-terminated HTTP response head (every line
+ * ending in CRLF), trimmed, copied into out. 1 if found.
+ */
+int wsc_head_header(const char *head, const char *name, char *out, size_t outsz);
+
 /* A Sec-WebSocket-Key and the Sec-WebSocket-Accept the server must answer. */
 void wsc_make_key(char key[25]);
 void wsc_expected_accept(const char *key, char accept[29]);

@@ -678,31 +678,6 @@ conn_connected(struct conn *c)
 	(void)conn_write(c, req, (size_t)n);
 }
 
-/* A header's value from a NUL-terminated response head. 1 if found. */
-static int
-head_value(const char *head, const char *name, char *out, size_t outsz)
-{
-	size_t nlen = strlen(name), i;
-	const char *line = strstr(head, "\r\n"), *v;
-
-	while (line != NULL && line[2] != '\r' && line[2] != '\0') {
-		line += 2;
-		if (strncasecmp(line, name, nlen) == 0 && line[nlen] == ':') {
-			v = line + nlen + 1;
-			while (*v == ' ' || *v == '\t')
-				v++;
-			for (i = 0; i + 1 < outsz && v[i] != '\r' && v[i] != '\0'; i++)
-				out[i] = v[i];
-			while (i > 0 && (out[i - 1] == ' ' || out[i - 1] == '\t'))
-				i--;
-			out[i] = '\0';
-			return 1;
-		}
-		line = strstr(line, "\r\n");
-	}
-	return 0;
-}
-
 /* After the 101: authenticate and join, pipelined (requests are handled in order). */
 static void
 conn_hello_join(struct conn *c)
@@ -757,7 +732,7 @@ conn_upgrade(struct conn *c, const uint8_t *buf, size_t len)
 		conn_fail(c, why);
 		return -1;
 	}
-	if (!head_value(head, "Sec-WebSocket-Accept", val, sizeof(val)) ||
+	if (!wsc_head_header(head, "Sec-WebSocket-Accept", val, sizeof(val)) ||
 	    strcmp(val, c->accept) != 0) {
 		conn_fail(c, "bad Sec-WebSocket-Accept");
 		return -1;
