@@ -9,17 +9,6 @@
 
 #include "mailbox.h"
 
-int
-mailbox_init(struct mailbox *mb)
-{
-	ck_stack_init(&mb->stack);
-	mb->head = mb->tail = NULL;
-	mb->wakeups = 0;
-	mb->queued = mb->high_water = 0;
-	mb->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	return mb->efd < 0 ? -1 : 0;
-}
-
 void
 mailbox_init_quiet(struct mailbox *mb)
 {
@@ -28,6 +17,14 @@ mailbox_init_quiet(struct mailbox *mb)
 	mb->wakeups = 0;
 	mb->queued = mb->high_water = 0;
 	mb->efd = -1;
+}
+
+int
+mailbox_init(struct mailbox *mb)
+{
+	mailbox_init_quiet(mb);
+	mb->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	return mb->efd < 0 ? -1 : 0;
 }
 
 void

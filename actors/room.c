@@ -337,26 +337,29 @@ joined_frame(struct room *r, const struct proto_req *req, struct room_user *u,
 	return take_frame(o, FRAME_JOINED);
 }
 
+/* {"type", "room", "user", key: value} about u, to the other users. */
 static void
-presence(struct room *r, struct room_user *u, const char *status)
+tell_others(struct room *r, struct room_user *u, const char *type,
+    enum frame_type ftype, const char *key, json_t *value)
 {
-	json_t *o = proto_reply("presence", NULL);
+	json_t *o = proto_reply(type, NULL);
 
 	json_object_set_new(o, "room", json_string(r->name));
 	json_object_set_new(o, "user", json_string(u->name));
-	json_object_set_new(o, "status", json_string(status));
-	room_broadcast(r, take_frame(o, FRAME_PRESENCE), 0, u->name);
+	json_object_set_new(o, key, value);
+	room_broadcast(r, take_frame(o, ftype), 0, u->name);
+}
+
+static void
+presence(struct room *r, struct room_user *u, const char *status)
+{
+	tell_others(r, u, "presence", FRAME_PRESENCE, "status", json_string(status));
 }
 
 static void
 typing_broadcast(struct room *r, struct room_user *u, int active)
 {
-	json_t *o = proto_reply("typing", NULL);
-
-	json_object_set_new(o, "room", json_string(r->name));
-	json_object_set_new(o, "user", json_string(u->name));
-	json_object_set_new(o, "active", json_boolean(active));
-	room_broadcast(r, take_frame(o, FRAME_TYPING), 0, u->name);
+	tell_others(r, u, "typing", FRAME_TYPING, "active", json_boolean(active));
 }
 
 static void

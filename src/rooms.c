@@ -140,12 +140,8 @@ ready_append(struct worker *w, struct room *r)
 void
 worker_schedule_room(struct room *r)
 {
-	struct worker *home = NULL;
-
 	if (current != NULL && current->id == r->home)
-		home = current;
-	if (home != NULL)
-		ready_append(home, r);   /* no system call: we are its thread */
+		ready_append(current, r);   /* no system call: we are its thread */
 	else if (current != NULL)
 		worker_post(current->srv->workers[r->home], &r->run_msg);
 	else
