@@ -550,6 +550,47 @@ harness_begin(const char *prog)
 }
 
 int
+harness_suite_start(struct server *s, const char *const args[])
+{
+	if (server_start(s, args) < 0) {
+		/* server_start already printed the log. */
+		fprintf(stderr, "cannot start %s\n", harness_binary());
+		server_remove_log(s);
+		return -1;
+	}
+	return 0;
+}
+
+int
+harness_suite_cleanup(struct server *s)
+{
+	int st = 0;
+
+	/* Normally the suite's stop test already stopped it. */
+	if (s->pid > 0) {
+		st = server_stop(s, SIGTERM, 5000);
+		if (st != 0)
+			server_dump_log(s, "cleanup: bad exit status");
+	}
+	server_remove_log(s);
+	return st == 0 ? 0 : -1;
+}
+
+void
+harness_test_stop(struct server *s)
+{
+	int st;
+
+	CU_ASSERT_FATAL(s->pid > 0);
+	st = server_stop(s, SIGTERM, 5000);
+	if (st != 0) {
+		fprintf(stderr, "exit status after SIGTERM: %d\n", st);
+		server_dump_log(s, "exit status after SIGTERM");
+	}
+	CU_ASSERT_EQUAL(st, 0);
+}
+
+int
 harness_add_suite(const char *name, CU_InitializeFunc init,
     CU_CleanupFunc cleanup, const struct test_def *t)
 {

@@ -104,6 +104,16 @@ struct test_def {
  * Returns 0, or 1 (the exit status) after printing why. */
 int harness_begin(const char *prog);
 
+/* Suite init: start the suite's server s with args. 0, or -1 (log dumped). */
+int harness_suite_start(struct server *s, const char *const args[]);
+
+/* Suite cleanup: stop s if a test did not (SIGTERM), remove its log.
+ * 0, or -1 when it did not exit 0. */
+int harness_suite_cleanup(struct server *s);
+
+/* The last test of a suite: SIGTERM must give exit status 0. */
+void harness_test_stop(struct server *s);
+
 /* Register a suite; -1 on failure. */
 int harness_add_suite(const char *name, CU_InitializeFunc init,
     CU_CleanupFunc cleanup, const struct test_def *t);

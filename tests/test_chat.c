@@ -73,16 +73,11 @@ static int
 start_with(const char *const args[])
 {
 	stalls = 0;
-	if (server_start(&srv, args) < 0) {
-		fprintf(stderr, "cannot start %s\n", harness_binary());
-		server_remove_log(&srv);
-		return -1;
-	}
-	return 0;
+	return harness_suite_start(&srv, args);
 }
 
 static int
-init_fan1(void)
+init_norate_t1(void)
 {
 	static const char *const a[] = { "-t", "1", "--rate", "0", NULL };
 
@@ -90,7 +85,7 @@ init_fan1(void)
 }
 
 static int
-init_fan2(void)
+init_norate_t2(void)
 {
 	static const char *const a[] = { "-t", "2", "--rate", "0", NULL };
 
@@ -98,15 +93,7 @@ init_fan2(void)
 }
 
 static int
-init_fan4(void)
-{
-	static const char *const a[] = { "-t", "4", "--rate", "0", NULL };
-
-	return start_with(a);
-}
-
-static int
-init_since(void)
+init_norate_t4(void)
 {
 	static const char *const a[] = { "-t", "4", "--rate", "0", NULL };
 
@@ -134,14 +121,6 @@ init_proto(void)
 }
 
 static int
-init_drain(void)
-{
-	static const char *const a[] = { "-t", "2", "--rate", "0", NULL };
-
-	return start_with(a);
-}
-
-static int
 init_rate(void)
 {
 	static const char *const a[] = { "-t", "2", "--rate", "5", "--burst",
@@ -153,33 +132,19 @@ init_rate(void)
 static int
 cleanup_server(void)
 {
-	int st = 0;
+	int st = harness_suite_cleanup(&srv);
 
-	if (srv.pid > 0) {
-		st = server_stop(&srv, SIGTERM, 5000);
-		if (st != 0)
-			server_dump_log(&srv, "cleanup: bad exit status");
-	}
-	server_remove_log(&srv);
 	if (secret_path[0] != '\0')
 		unlink(secret_path);
 	secret_path[0] = '\0';
-	return st == 0 ? 0 : -1;
+	return st;
 }
 
 /* The last test of every suite: SIGTERM must give exit status 0. */
 static void
 test_stop(void)
 {
-	int st;
-
-	CU_ASSERT_FATAL(srv.pid > 0);
-	st = server_stop(&srv, SIGTERM, 5000);
-	if (st != 0) {
-		fprintf(stderr, "exit status after SIGTERM: %d\n", st);
-		server_dump_log(&srv, "exit status after SIGTERM");
-	}
-	CU_ASSERT_EQUAL(st, 0);
+	harness_test_stop(&srv);
 }
 
 /* ---- JSON helpers --------------------------------------------------- */
@@ -4497,13 +4462,13 @@ main(void)
 {
 	if (harness_begin("test_chat") != 0)
 		return 1;
-	if (harness_add_suite("fanout t1", init_fan1, cleanup_server, fanout_tests) ||
-	    harness_add_suite("fanout t2", init_fan2, cleanup_server, fanout_tests) ||
-	    harness_add_suite("fanout t4", init_fan4, cleanup_server, fanout_tests) ||
-	    harness_add_suite("join since", init_since, cleanup_server, since_tests) ||
+	if (harness_add_suite("fanout t1", init_norate_t1, cleanup_server, fanout_tests) ||
+	    harness_add_suite("fanout t2", init_norate_t2, cleanup_server, fanout_tests) ||
+	    harness_add_suite("fanout t4", init_norate_t4, cleanup_server, fanout_tests) ||
+	    harness_add_suite("join since", init_norate_t4, cleanup_server, since_tests) ||
 	    harness_add_suite("protocol", init_proto, cleanup_server, proto_tests) ||
 	    harness_add_suite("rate limits", init_rate, cleanup_server, rate_tests) ||
-	    harness_add_suite("shutdown drain", init_drain, cleanup_server, drain_tests) ||
+	    harness_add_suite("shutdown drain", init_norate_t2, cleanup_server, drain_tests) ||
 	    harness_add_suite("churn", init_churn, cleanup_server, churn_tests)) {
 		CU_cleanup_registry();
 		return 1;

@@ -34,13 +34,7 @@ static struct server srv;       /* the current suite's server */
 static int
 start_with(const char *const args[])
 {
-	if (server_start(&srv, args) < 0) {
-		/* server_start already printed the log. */
-		fprintf(stderr, "cannot start %s\n", harness_binary());
-		server_remove_log(&srv);
-		return -1;
-	}
-	return 0;
+	return harness_suite_start(&srv, args);
 }
 
 static int init_plain(void) { return start_with(NULL); }
@@ -96,31 +90,14 @@ init_t4(void)
 static int
 cleanup_server(void)
 {
-	int st = 0;
-
-	/* Normally test_stop already stopped it. */
-	if (srv.pid > 0) {
-		st = server_stop(&srv, SIGTERM, 5000);
-		if (st != 0)
-			server_dump_log(&srv, "cleanup: bad exit status");
-	}
-	server_remove_log(&srv);
-	return st == 0 ? 0 : -1;
+	return harness_suite_cleanup(&srv);
 }
 
 /* The last test of every suite: SIGTERM must give exit status 0. */
 static void
 test_stop(void)
 {
-	int st;
-
-	CU_ASSERT_FATAL(srv.pid > 0);
-	st = server_stop(&srv, SIGTERM, 5000);
-	if (st != 0) {
-		fprintf(stderr, "exit status after SIGTERM: %d\n", st);
-		server_dump_log(&srv, "exit status after SIGTERM");
-	}
-	CU_ASSERT_EQUAL(st, 0);
+	harness_test_stop(&srv);
 }
 
 /* ---- helpers -------------------------------------------------------- */
