@@ -32,6 +32,7 @@
 #define CLOSE_WAIT_MS 5000      /* our close frame must be answered within this */
 #define LINGER_MS 2000          /* after our last byte, wait this long for the peer's FIN */
 #define WRITE_BUDGET (256 * 1024) /* bytes per connection per write event */
+#define WRITE_IOVS 64             /* buffer chains one sendmsg() takes */
 
 static void conn_ws_input(struct conn *c, uint8_t *buf, size_t len);
 
@@ -381,14 +382,49 @@ conn_drained(struct conn *c)
 	conn_set_state(c, CONN_LINGER);
 }
 
+/*
+ * Write up to WRITE_BUDGET bytes with one sendmsg() straight from the
+ * buffer's chains. Not evbuffer_write_atmost(): its writev() goes through
+ * the VFS (fdget_pos, vfs_writev), about 7% of the server's CPU in a
+ * fan-out profile where nearly every delivery is its own system call.
+ */
+static ssize_t
+conn_send_out(struct conn *c)
+{
+	struct evbuffer_iovec vec[WRITE_IOVS];
+	struct iovec iov[WRITE_IOVS];
+	struct msghdr msg;
+	size_t len = 0;
+	ssize_t n;
+	int i, nvec;
+
+	nvec = evbuffer_peek(c->out, WRITE_BUDGET, NULL, vec, WRITE_IOVS);
+	if (nvec > WRITE_IOVS)
+		nvec = WRITE_IOVS;
+	for (i = 0; i < nvec && len < WRITE_BUDGET; i++) {
+		iov[i].iov_base = vec[i].iov_base;
+		iov[i].iov_len = vec[i].iov_len;
+		if (iov[i].iov_len > WRITE_BUDGET - len)
+			iov[i].iov_len = WRITE_BUDGET - len;
+		len += iov[i].iov_len;
+	}
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = iov;
+	msg.msg_iovlen = (size_t)i;
+	n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n > 0)
+		evbuffer_drain(c->out, (size_t)n);
+	return n;
+}
+
 void
 conn_flush(struct conn *c)
 {
 	size_t left;
-	int n;
+	ssize_t n;
 
 	if (evbuffer_get_length(c->out) > 0) {
-		n = evbuffer_write_atmost(c->out, c->fd, WRITE_BUDGET);
+		n = conn_send_out(c);
 		if (n < 0 && errno != EAGAIN && errno != EINTR) {
 			log_debug("conn_write_failed fd=%d error=\"%s\"", c->fd, strerror(errno));
 			conn_destroy(c, 1);
