@@ -21,10 +21,11 @@
  * message body ("<t_ns>:<publisher>:<n>"); every process on the machine
  * shares that clock, so the receiver subtracts with no clock sync.
  *
- * Scenarios: "fanout" for now. Everything up to "all connections joined"
- * (the engine) is shared, so connect, idle, ramp or persist scenarios add an
- * entry to the scenarios[] table plus what they do once the connections are
- * up.
+ * Scenarios share everything up to "all connections joined" (the connect
+ * phase) and then run rounds: the parent sends each worker the clock and
+ * the event rate of a round (0 for idle), the workers report at its end and
+ * wait for the next one or EOF. fanout and persist run one round, ramp one
+ * per step, idle one with nothing sent, connect none.
  */
 #include "config.h"
 
@@ -103,6 +104,9 @@ struct bench_opts {
 	int tick_ms;                 /* pacing timer period */
 	int body_size;               /* pad bodies to at least this many bytes */
 	pid_t server_pid;            /* 0: no server CPU */
+	double ramp_step, ramp_max;  /* deliveries per second */
+	double p99_limit;            /* ms */
+	const char *plot;            /* ramp: PNG file, NULL for none */
 	int timeline;                /* print the per-second timeline */
 	int json;
 	int quiet;
@@ -114,11 +118,23 @@ struct scenario {
 	int (*run)(struct bench_opts *o);
 };
 
+static int connect_run(struct bench_opts *o);
+static int idle_run(struct bench_opts *o);
 static int fanout_run(struct bench_opts *o);
+static int ramp_run(struct bench_opts *o);
+static int persist_run(struct bench_opts *o);
 
 static const struct scenario scenarios[] = {
+	{ "connect", "connections per second, failures, time to all joined",
+	    connect_run },
+	{ "idle", "hold the connections: server RSS per connection, drops",
+	    idle_run },
 	{ "fanout", "open-loop room fan-out: latency, loss, CPU per delivery",
 	    fanout_run },
+	{ "ramp", "fan-out stepped up until p99 passes a bound or anything is lost",
+	    ramp_run },
+	{ "persist", "open-loop sends: ack latency and acked (durable) events/s",
+	    persist_run },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
@@ -279,7 +295,8 @@ struct go_msg {
 	uint64_t warm_ns;    /* publishing starts (warm-up, not measured) */
 	uint64_t start_ns;   /* measured window is [start_ns, end_ns) of send times */
 	uint64_t end_ns;     /* publishing stops */
-	uint64_t stop_ns;    /* drain over: report and exit */
+	uint64_t stop_ns;    /* drain over: report, then wait for the next round */
+	double events_s;     /* events per second, all publishers of all workers */
 };
 
 enum msg_kind { MSG_READY = 1, MSG_REPORT = 2 };
@@ -289,14 +306,17 @@ struct msg_hdr {
 	uint32_t len;        /* payload bytes after this header */
 };
 
+/* Followed by the handshake-time histogram (HIST_BUCKETS counts). */
 struct ready_msg {
 	uint32_t joined, failed;
+	uint64_t handshake_max_ns;   /* slowest TCP connect to joined */
 	char error[BENCH_ERRLEN];    /* first failure, "" if none */
 };
 
 /*
- * A worker's counters. The report is this struct, then one uint64 per room
- * (acks of measured sends) and the latency histogram.
+ * A worker's counters for one round. The report is this struct, then one
+ * uint64 per room (acks of measured sends), the delivery latency histogram,
+ * the ack latency histogram and the timeline.
  */
 struct bench_stats {
 	uint64_t sent;               /* send frames written */
@@ -316,6 +336,7 @@ struct bench_stats {
 	uint64_t protocol_errors;    /* malformed or unexpected server frames */
 	uint64_t other_errors;       /* error frames that answer no send */
 	uint64_t lat_max_ns;
+	uint64_t ack_max_ns;         /* slowest send-to-ack of the window */
 	uint64_t lag_max_ns;         /* worst send behind its schedule (window) */
 	uint64_t out_max;            /* largest pending output of a connection */
 	uint64_t last_close;         /* last close code received */
@@ -331,7 +352,7 @@ stats_merge(struct bench_stats *a, const struct bench_stats *b)
 	SUM(acked_measured); SUM(send_errors); SUM(unacked); SUM(delivered);
 	SUM(delivered_measured); SUM(gaps); SUM(gap_events); SUM(dups);
 	SUM(foreign); SUM(dropped); SUM(protocol_errors); SUM(other_errors);
-	MAX(lat_max_ns); MAX(lag_max_ns); MAX(out_max);
+	MAX(lat_max_ns); MAX(ack_max_ns); MAX(lag_max_ns); MAX(out_max);
 #undef SUM
 #undef MAX
 	if (b->last_close != 0)
@@ -370,6 +391,7 @@ struct conn {
 	uint8_t state;               /* enum conn_state, changed by conn_set_state */
 	short watching;              /* events ev is armed for, 0 when none */
 	uint64_t last_seq;           /* last seq seen (joined's seq at first) */
+	uint64_t t0;                 /* handshake start, CLOCK_MONOTONIC ns */
 	uint8_t *in;                 /* incomplete frame or head carried over */
 	uint32_t in_len, in_cap;
 	uint8_t *out;                /* output the socket has not taken yet */
@@ -391,9 +413,11 @@ struct gen {
 	int ready_sent;
 	struct conn **pubs;          /* this worker's publishers */
 	uint32_t npubs, pub_rr;
+	double pub_share;            /* this worker's publishers / all publishers */
 	double rate;                 /* events per second this worker sends */
 	uint64_t due_sent;           /* events sent since go.warm_ns */
-	struct go_msg go;
+	struct go_msg go;            /* the current or last round */
+	int running;                 /* a round is under way */
 	int cmd_fd, rep_fd;
 	struct event *cmd_ev, *tick_ev, *deadline_ev, *stop_ev;
 	uint8_t *scratch;            /* every read() lands here */
@@ -407,8 +431,11 @@ struct gen {
 	uint64_t now;                /* CLOCK_MONOTONIC ns of the current read */
 	struct bench_stats st;
 	uint64_t *acked_room;        /* per room: acks of measured sends */
-	uint64_t *hist;              /* send-to-delivery latency */
+	uint64_t *hist;              /* send-to-delivery latency; the next two follow it */
+	uint64_t *ack_hist;          /* send-to-ack latency */
 	uint64_t *tl;                /* per second of the window: TL_FIELDS each */
+	uint64_t *hs_hist;           /* handshake time: TCP connect to joined */
+	uint64_t hs_max_ns;
 };
 
 /*
@@ -422,6 +449,13 @@ static size_t
 tl_seconds(const struct bench_opts *o)
 {
 	return (size_t)o->duration + ((double)(size_t)o->duration < o->duration);
+}
+
+/* The uint64s after the room counts in a report: two histograms, the timeline. */
+static size_t
+series_len(const struct bench_opts *o)
+{
+	return 2 * HIST_BUCKETS + tl_seconds(o) * TL_FIELDS;
 }
 
 static void
@@ -482,8 +516,13 @@ conn_set_state(struct conn *c, enum conn_state s)
 	if (s == CS_CONNECTING)
 		g->inflight++;
 	if (s == CS_READY) {
+		uint64_t hs = mono_ns() - c->t0;
+
 		g->inflight--;
 		g->joined++;
+		g->hs_hist[hist_index(hs)]++;
+		if (hs > g->hs_max_ns)
+			g->hs_max_ns = hs;
 	}
 	if (s != CS_CLOSED)
 		return;
@@ -627,6 +666,7 @@ conn_start(struct conn *c)
 		return;
 	}
 	c->fd = fd;
+	c->t0 = mono_ns();
 	conn_set_state(c, CS_CONNECTING);
 	/*
 	 * Let connect() pick the port for the whole 4-tuple: bind() alone
@@ -862,8 +902,13 @@ on_ack(struct conn *c)
 	}
 	g->st.acked++;
 	if (in_window(g, t)) {
+		uint64_t lat = g->now > t ? g->now - t : 0;
+
 		g->st.acked_measured++;
 		g->acked_room[c->room]++;
+		g->ack_hist[hist_index(lat)]++;
+		if (lat > g->st.ack_max_ns)
+			g->st.ack_max_ns = lat;
 	}
 }
 
@@ -1060,10 +1105,12 @@ gen_send_ready(struct gen *g)
 	memset(&m, 0, sizeof(m));
 	m.joined = g->joined;
 	m.failed = g->failed;
+	m.handshake_max_ns = g->hs_max_ns;
 	memcpy(m.error, g->st.error, sizeof(m.error));
 	g->ready_sent = 1;
 	event_del(g->deadline_ev);
-	gen_send_msg(g, MSG_READY, &m, sizeof(m), NULL, 0, NULL, 0);
+	gen_send_msg(g, MSG_READY, &m, sizeof(m), g->hs_hist,
+	    HIST_BUCKETS * sizeof(uint64_t), NULL, 0);
 }
 
 /* Start handshakes up to the concurrency bound; say ready when all are done. */
@@ -1126,7 +1173,7 @@ gen_tick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (now < g->go.warm_ns || g->npubs == 0)
+	if (now < g->go.warm_ns || g->npubs == 0 || g->rate <= 0)
 		return;
 	/* Sends 0 .. due-1 are those scheduled at or before until (< end). */
 	until = now < g->go.end_ns ? now : g->go.end_ns - 1;
@@ -1148,6 +1195,9 @@ gen_tick(evutil_socket_t fd, short what, void *arg)
 		event_del(g->tick_ev);
 }
 
+static void gen_report(struct gen *g);
+
+/* The drain is over: report the round and start the next one from zero. */
 static void
 gen_stop(evutil_socket_t fd, short what, void *arg)
 {
@@ -1155,7 +1205,13 @@ gen_stop(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	event_base_loopbreak(g->base);
+	event_del(g->tick_ev);
+	gen_report(g);
+	memset(&g->st, 0, sizeof(g->st));
+	memset(g->acked_room, 0, (size_t)g->o->rooms * sizeof(uint64_t));
+	memset(g->hist, 0, series_len(g->o) * sizeof(uint64_t));
+	g->due_sent = 0;
+	g->running = 0;
 }
 
 static struct timeval
@@ -1167,7 +1223,10 @@ ns_to_tv(uint64_t ns)
 	return tv;
 }
 
-/* The parent's command pipe: the run's clock, or EOF when the run is aborted. */
+/*
+ * The parent's command pipe: the clock of the next round, or EOF when the
+ * run is over (between rounds) or aborted (during one).
+ */
 static void
 gen_cmd(evutil_socket_t fd, short what, void *arg)
 {
@@ -1177,15 +1236,15 @@ gen_cmd(evutil_socket_t fd, short what, void *arg)
 	ssize_t n;
 
 	(void)what;
-	if (g->go.stop_ns != 0) {
-		/* Only EOF can follow the clock: the parent aborts the run. */
-		_exit(1);
-	}
 	n = read(fd, &g->go, sizeof(g->go));
 	if (n < 0 && errno == EINTR)
 		return;
-	if (n != (ssize_t)sizeof(g->go))
+	if (n == 0 && !g->running)
+		_exit(0);
+	if (n != (ssize_t)sizeof(g->go) || g->running)
 		_exit(1);
+	g->running = 1;
+	g->rate = g->go.events_s * g->pub_share;
 	now = mono_ns();
 	tv = ns_to_tv(g->go.stop_ns > now ? g->go.stop_ns - now : 0);
 	event_add(g->stop_ev, &tv);
@@ -1203,7 +1262,7 @@ gen_report(struct gen *g)
 	/* The histogram and the timeline are adjacent in one allocation. */
 	gen_send_msg(g, MSG_REPORT, &g->st, sizeof(g->st), g->acked_room,
 	    (size_t)g->o->rooms * sizeof(uint64_t), g->hist,
-	    (HIST_BUCKETS + tl_seconds(g->o) * TL_FIELDS) * sizeof(uint64_t));
+	    series_len(g->o) * sizeof(uint64_t));
 }
 
 /* Connections id = no + k * procs; the first publishers * rooms ids publish. */
@@ -1212,7 +1271,6 @@ gen_layout(struct gen *g)
 {
 	const struct bench_opts *o = g->o;
 	uint32_t i, id, npub_all = (uint32_t)(o->publishers * o->rooms);
-	double per_pub;
 
 	g->nconns = (uint32_t)((o->connections - g->no + o->procs - 1) / o->procs);
 	g->conns = xcalloc(g->nconns ? g->nconns : 1, sizeof(*g->conns));
@@ -1228,9 +1286,8 @@ gen_layout(struct gen *g)
 			g->pubs[g->npubs++] = &g->conns[i];
 		}
 	}
-	/* Every room gets rate / connections events/s, shared by its publishers. */
-	per_pub = o->rate / o->connections / o->publishers;
-	g->rate = per_pub * g->npubs;
+	/* Every publisher sends the same share of the events. */
+	g->pub_share = (double)g->npubs / npub_all;
 }
 
 static void
@@ -1259,9 +1316,10 @@ gen_init(struct gen *g, const struct bench_opts *o, int no, int cmd_fd,
 	memset(g->pad, 'x', (size_t)o->body_size);
 	g->pad[o->body_size] = '\0';
 	g->acked_room = xcalloc((size_t)o->rooms, sizeof(uint64_t));
-	g->hist = xcalloc(HIST_BUCKETS + tl_seconds(o) * TL_FIELDS,
-	    sizeof(uint64_t));
-	g->tl = g->hist + HIST_BUCKETS;
+	g->hist = xcalloc(series_len(o), sizeof(uint64_t));
+	g->ack_hist = g->hist + HIST_BUCKETS;
+	g->tl = g->ack_hist + HIST_BUCKETS;
+	g->hs_hist = xcalloc(HIST_BUCKETS, sizeof(uint64_t));
 	gen_layout(g);
 	g->cmd_ev = event_new(g->base, cmd_fd, EV_READ | EV_PERSIST, gen_cmd, g);
 	g->tick_ev = event_new(g->base, -1, EV_PERSIST, gen_tick, g);
@@ -1281,11 +1339,17 @@ gen_main(const struct bench_opts *o, int no, int cmd_fd, int rep_fd)
 	event_add(g.deadline_ev, &dl);
 	gen_progress(&g);
 	event_base_dispatch(g.base);
-	gen_report(&g);
-	_exit(0);
+	_exit(1);        /* only gen_cmd ends a worker */
 }
 
 /* ---- parent: workers --------------------------------------------------- */
+
+/* CPU ticks of the server, the workers and the parent at two instants. */
+struct cpu_sample {
+	uint64_t srv0, srv1;
+	int srv_ok;                  /* both server samples were read */
+	uint64_t gen0, gen1;         /* workers and parent together */
+};
 
 struct proc {
 	pid_t pid;
@@ -1295,24 +1359,28 @@ struct proc {
 	size_t len, cap;
 	int ready, reported, gone;
 	struct ready_msg rdy;
-	uint64_t cpu0, cpu1;         /* CPU ticks at the window's edges */
 };
 
-/* What the parent gathers. */
+/* What the parent gathers: the connect phase, then the current round. */
 struct run {
 	struct bench_opts *o;
 	struct proc *procs;
+	/* connect phase */
+	uint32_t joined, failed;
+	uint64_t connect_ns;         /* fork to every worker ready */
+	uint64_t *hs_hist;           /* handshake times, merged */
+	uint64_t hs_max_ns;
+	struct cpu_sample conn_cpu;  /* server and generator CPU of the phase */
+	/* the round */
 	struct bench_stats st;
 	uint64_t *acked_room;
-	uint64_t *hist;
-	uint64_t *tl;                /* merged timeline, after hist */
-	uint32_t joined, failed;
-	char error[BENCH_ERRLEN];    /* fatal problem of the run, "" if none */
-	uint64_t connect_ns;
-	uint64_t srv0, srv1;         /* server CPU ticks */
-	int srv_ok;                  /* both server samples were read */
-	uint64_t self0, self1;       /* the parent's own CPU */
+	uint64_t *hist;              /* delivery latency; then ack latency, timeline */
+	uint64_t *ack_hist;
+	uint64_t *tl;
+	struct cpu_sample cpu;       /* of the measured window */
 	double window_s;
+	double events_s;             /* the round's target */
+	char error[BENCH_ERRLEN];    /* fatal problem of the run, "" if none */
 };
 
 static volatile sig_atomic_t interrupted;
@@ -1391,13 +1459,19 @@ proc_message(struct run *r, struct proc *p, const struct msg_hdr *h,
 {
 	size_t rooms = (size_t)r->o->rooms, i;
 	size_t ntl = tl_seconds(r->o) * TL_FIELDS;
-	size_t want = sizeof(struct bench_stats) + (rooms + HIST_BUCKETS + ntl) *
-	    sizeof(uint64_t);
+	size_t want = sizeof(struct bench_stats) +
+	    (rooms + series_len(r->o)) * sizeof(uint64_t);
 	const uint64_t *u;
 	struct bench_stats st;
 
-	if (h->kind == MSG_READY && h->len == sizeof(p->rdy) && !p->ready) {
+	if (h->kind == MSG_READY && !p->ready &&
+	    h->len == sizeof(p->rdy) + HIST_BUCKETS * sizeof(uint64_t)) {
 		memcpy(&p->rdy, d, sizeof(p->rdy));
+		u = (const uint64_t *)(const void *)(d + sizeof(p->rdy));
+		for (i = 0; i < HIST_BUCKETS; i++)
+			r->hs_hist[i] += u[i];
+		if (p->rdy.handshake_max_ns > r->hs_max_ns)
+			r->hs_max_ns = p->rdy.handshake_max_ns;
 		p->ready = 1;
 		return;
 	}
@@ -1410,9 +1484,10 @@ proc_message(struct run *r, struct proc *p, const struct msg_hdr *h,
 	u = (const uint64_t *)(const void *)(d + sizeof(st));
 	for (i = 0; i < rooms; i++)
 		r->acked_room[i] += u[i];
-	for (i = 0; i < HIST_BUCKETS; i++)
-		r->hist[i] += u[rooms + i];
-	u += rooms + HIST_BUCKETS;
+	u += rooms;
+	for (i = 0; i < 2 * HIST_BUCKETS; i++)
+		r->hist[i] += u[i];     /* delivery, then ack latency */
+	u += 2 * HIST_BUCKETS;
 	for (i = 0; i < ntl; i += TL_FIELDS) {
 		r->tl[i + TL_COUNT] += u[i + TL_COUNT];
 		r->tl[i + TL_SUM] += u[i + TL_SUM];
@@ -1579,37 +1654,61 @@ proc_cpu(pid_t pid, uint64_t *ticks)
 	return 0;
 }
 
-static void
-sample_cpu(struct run *r, int end)
+/* VmRSS of a process in KiB; 0 when unreadable. */
+static uint64_t
+proc_rss_kib(pid_t pid)
 {
-	uint64_t t = 0;
+	char path[64], line[256];
+	unsigned long long kib = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmRSS: %llu kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+/* One edge (end = 0 or 1) of a CPU measurement. */
+static void
+sample_cpu(struct run *r, struct cpu_sample *c, int end)
+{
+	uint64_t t = 0, gen = 0;
 	int i, ok;
 
 	if (r->o->server_pid > 0) {
 		ok = proc_cpu(r->o->server_pid, &t) == 0;
 		if (end) {
-			r->srv1 = t;
-			r->srv_ok = r->srv_ok && ok;
+			c->srv1 = t;
+			c->srv_ok = c->srv_ok && ok;
 		} else {
-			r->srv0 = t;
-			r->srv_ok = ok;
+			c->srv0 = t;
+			c->srv_ok = ok;
 		}
 		if (!ok)
 			run_error(r, "cannot read /proc/%ld/stat: server gone?",
 			    (long)r->o->server_pid);
 	}
-	for (i = 0; i < r->o->procs; i++) {
+	/* Before the fork there are no workers: they start from zero. */
+	for (i = 0; r->procs != NULL && i < r->o->procs; i++) {
 		t = 0;
-		(void)proc_cpu(r->procs[i].pid, &t);
-		if (end)
-			r->procs[i].cpu1 = t;
-		else
-			r->procs[i].cpu0 = t;
+		if (r->procs[i].pid > 0)
+			(void)proc_cpu(r->procs[i].pid, &t);
+		gen += t;
 	}
-	(void)proc_cpu(getpid(), end ? &r->self1 : &r->self0);
+	t = 0;
+	(void)proc_cpu(getpid(), &t);
+	gen += t;
+	if (end)
+		c->gen1 = gen;
+	else
+		c->gen0 = gen;
 }
 
-/* Wait for every worker to join its connections. */
+/* Fork the workers and wait until every one has joined its connections. */
 static int
 connect_phase(struct run *r)
 {
@@ -1617,11 +1716,15 @@ connect_phase(struct run *r)
 	uint64_t t0 = mono_ns();
 	int i;
 
+	sample_cpu(r, &r->conn_cpu, 0);
+	if (spawn_workers(r) != 0)
+		return -1;
 	if (pump(r, WAIT_READY, t0 + secs_to_ns(o->connect_timeout + 5)) != 0) {
 		run_error(r, "workers not ready within --connect-timeout");
 		return -1;
 	}
 	r->connect_ns = mono_ns() - t0;
+	sample_cpu(r, &r->conn_cpu, 1);
 	for (i = 0; i < o->procs; i++) {
 		r->joined += r->procs[i].rdy.joined;
 		r->failed += r->procs[i].rdy.failed;
@@ -1631,22 +1734,43 @@ connect_phase(struct run *r)
 	if (!o->quiet)
 		fprintf(stderr, "parley-bench: %u of %d connections joined in %.2f s\n",
 		    r->joined, o->connections, (double)r->connect_ns / 1e9);
-	return r->failed == 0 ? 0 : -1;
+	return 0;
 }
 
-/* Start the clock in every worker, sample CPU around the window, collect. */
+static void
+round_reset(struct run *r)
+{
+	int i;
+
+	memset(&r->st, 0, sizeof(r->st));
+	memset(r->acked_room, 0, (size_t)r->o->rooms * sizeof(uint64_t));
+	memset(r->hist, 0, series_len(r->o) * sizeof(uint64_t));
+	memset(&r->cpu, 0, sizeof(r->cpu));
+	for (i = 0; i < r->o->procs; i++)
+		r->procs[i].reported = 0;
+}
+
+/*
+ * One round at events_s events per second in all (0: nothing is sent, the
+ * connections are only held): start the clock in every worker, sample CPU
+ * around the window, collect the reports.
+ */
 static int
-measure_phase(struct run *r)
+measure_phase(struct run *r, double events_s)
 {
 	const struct bench_opts *o = r->o;
 	struct go_msg go;
 	int i;
 
+	round_reset(r);
+	r->events_s = events_s;
 	/* A little lead so that every worker has the clock before warm-up starts. */
+	memset(&go, 0, sizeof(go));
 	go.warm_ns = mono_ns() + 50000000ull;
 	go.start_ns = go.warm_ns + secs_to_ns(o->warmup);
 	go.end_ns = go.start_ns + secs_to_ns(o->duration);
 	go.stop_ns = go.end_ns + secs_to_ns(o->drain);
+	go.events_s = events_s;
 	for (i = 0; i < o->procs; i++) {
 		if (write_full(r->procs[i].cmd_fd, &go, sizeof(go)) != 0) {
 			run_error(r, "worker %d: %s", i, strerror(errno));
@@ -1655,12 +1779,12 @@ measure_phase(struct run *r)
 	}
 	if (pump(r, WAIT_TIME, go.start_ns) != 0)
 		return -1;
-	sample_cpu(r, 0);
+	sample_cpu(r, &r->cpu, 0);
 	if (pump(r, WAIT_TIME, go.end_ns) != 0)
 		return -1;
-	sample_cpu(r, 1);
+	sample_cpu(r, &r->cpu, 1);
 	r->window_s = (double)(go.end_ns - go.start_ns) / 1e9;
-	if (!o->quiet)
+	if (!o->quiet && o->drain > 0)
 		fprintf(stderr, "parley-bench: window done, draining %.1f s\n", o->drain);
 	if (pump(r, WAIT_REPORTS, go.stop_ns + REPORT_GRACE_NS) != 0) {
 		run_error(r, "workers did not report after the drain");
@@ -1669,17 +1793,51 @@ measure_phase(struct run *r)
 	return 0;
 }
 
+static void
+run_init(struct run *r, struct bench_opts *o)
+{
+	memset(r, 0, sizeof(*r));
+	r->o = o;
+	r->acked_room = xcalloc((size_t)o->rooms, sizeof(uint64_t));
+	r->hist = xcalloc(series_len(o), sizeof(uint64_t));
+	r->ack_hist = r->hist + HIST_BUCKETS;
+	r->tl = r->ack_hist + HIST_BUCKETS;
+	r->hs_hist = xcalloc(HIST_BUCKETS, sizeof(uint64_t));
+}
+
+static void
+run_free(struct run *r)
+{
+	reap_workers(r);
+	free(r->procs);
+	free(r->acked_room);
+	free(r->hist);
+	free(r->hs_hist);
+}
+
 /* ---- parent: results -------------------------------------------------- */
+
+struct pcts {
+	double p50, p90, p99, p999, max;          /* ms */
+};
+
+/* What CPU went where, over wall_s seconds. */
+struct cpu_use {
+	double srv_s;                             /* -1 when not measured */
+	double gen_s, gen_pct;                    /* generator: workers + parent */
+	int gen_cpus;                             /* CPUs it may run on */
+	int gen_bound;                            /* above BOUND_FRACTION of them */
+};
 
 struct results {
 	uint64_t expected, lost;
 	double deliveries_s, events_s;
-	double p50, p90, p99, p999, max;          /* ms */
-	double srv_cpu_s, srv_us_per_delivery;    /* -1 when not measured */
-	double gen_cpu_s, gen_pct, gen_us_per_delivery;
-	int gen_cpus;
-	int gen_bound;
+	struct pcts lat, ack;
+	struct cpu_use cpu;
+	double srv_us_per_delivery, srv_us_per_event;   /* -1 when not measured */
+	double gen_us_per_delivery;
 	uint64_t errors;                          /* everything but loss */
+	int ok;                                   /* no loss, no error */
 };
 
 static double
@@ -1689,13 +1847,50 @@ ns_ms(uint64_t ns)
 }
 
 static void
+pcts_of(const uint64_t *h, uint64_t max_ns, struct pcts *p)
+{
+	uint64_t n = 0;
+	unsigned i;
+
+	for (i = 0; i < HIST_BUCKETS; i++)
+		n += h[i];
+	p->p50 = ns_ms(hist_quantile(h, n, 0.50, max_ns));
+	p->p90 = ns_ms(hist_quantile(h, n, 0.90, max_ns));
+	p->p99 = ns_ms(hist_quantile(h, n, 0.99, max_ns));
+	p->p999 = ns_ms(hist_quantile(h, n, 0.999, max_ns));
+	p->max = ns_ms(max_ns);
+}
+
+static void
+cpu_use_of(const struct run *r, const struct cpu_sample *c, double wall_s,
+    struct cpu_use *u)
+{
+	double tck = (double)sysconf(_SC_CLK_TCK);
+	cpu_set_t set;
+
+	u->srv_s = c->srv_ok ? (double)(c->srv1 - c->srv0) / tck : -1;
+	if (r->o->server_pid == 0)
+		u->srv_s = -1;
+	u->gen_s = (double)(c->gen1 - c->gen0) / tck;
+	CPU_ZERO(&set);
+	u->gen_cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ?
+	    CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	u->gen_pct = wall_s > 0 ? 100.0 * u->gen_s / (wall_s * u->gen_cpus) : 0;
+	u->gen_bound = u->gen_pct > 100.0 * BOUND_FRACTION;
+}
+
+static double
+per_us(double cpu_s, uint64_t n)
+{
+	return cpu_s >= 0 && n > 0 ? cpu_s * 1e6 / (double)n : -1;
+}
+
+static void
 compute(const struct run *r, struct results *x)
 {
 	const struct bench_opts *o = r->o;
 	const struct bench_stats *s = &r->st;
-	double tck = (double)sysconf(_SC_CLK_TCK), gen = 0;
 	uint64_t members, n = s->delivered_measured;
-	cpu_set_t set;
 	int i;
 
 	memset(x, 0, sizeof(*x));
@@ -1708,28 +1903,58 @@ compute(const struct run *r, struct results *x)
 	x->lost = x->expected > n ? x->expected - n : 0;
 	x->deliveries_s = (double)n / r->window_s;
 	x->events_s = (double)s->acked_measured / r->window_s;
-	x->p50 = ns_ms(hist_quantile(r->hist, n, 0.50, s->lat_max_ns));
-	x->p90 = ns_ms(hist_quantile(r->hist, n, 0.90, s->lat_max_ns));
-	x->p99 = ns_ms(hist_quantile(r->hist, n, 0.99, s->lat_max_ns));
-	x->p999 = ns_ms(hist_quantile(r->hist, n, 0.999, s->lat_max_ns));
-	x->max = ns_ms(s->lat_max_ns);
-	x->srv_cpu_s = x->srv_us_per_delivery = -1;
-	if (r->srv_ok) {
-		x->srv_cpu_s = (double)(r->srv1 - r->srv0) / tck;
-		x->srv_us_per_delivery = n ? x->srv_cpu_s * 1e6 / (double)n : -1;
-	}
-	for (i = 0; i < o->procs; i++)
-		gen += (double)(r->procs[i].cpu1 - r->procs[i].cpu0);
-	gen += (double)(r->self1 - r->self0);
-	x->gen_cpu_s = gen / tck;
-	CPU_ZERO(&set);
-	x->gen_cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ?
-	    CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
-	x->gen_pct = 100.0 * x->gen_cpu_s / (r->window_s * x->gen_cpus);
-	x->gen_us_per_delivery = n ? x->gen_cpu_s * 1e6 / (double)n : -1;
-	x->gen_bound = x->gen_pct > 100.0 * BOUND_FRACTION;
+	pcts_of(r->hist, s->lat_max_ns, &x->lat);
+	pcts_of(r->ack_hist, s->ack_max_ns, &x->ack);
+	cpu_use_of(r, &r->cpu, r->window_s, &x->cpu);
+	x->srv_us_per_delivery = per_us(x->cpu.srv_s, n);
+	x->srv_us_per_event = per_us(x->cpu.srv_s, s->acked_measured);
+	x->gen_us_per_delivery = per_us(x->cpu.gen_s, n);
 	x->errors = r->failed + s->dropped + s->send_errors + s->unacked +
 	    s->dups + s->protocol_errors + s->other_errors + s->skipped;
+	x->ok = x->lost == 0 && x->errors == 0 && r->error[0] == '\0';
+}
+
+static void
+print_pcts(const char *label, const struct pcts *p, const char *what)
+{
+	printf("  %-14s p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  (%s)\n",
+	    label, p->p50, p->p90, p->p99, p->p999, p->max, what);
+}
+
+static void
+print_server_cpu(const struct run *r, const struct cpu_use *u, double wall_s,
+    double per, const char *unit)
+{
+	if (u->srv_s >= 0) {
+		printf("  %-14s %.2f s = %.1f%% of one CPU", "server cpu", u->srv_s,
+		    100 * u->srv_s / wall_s);
+		if (per >= 0)
+			printf(", %.2f us/%s", per, unit);
+		printf("\n");
+	} else if (r->o->server_pid > 0)
+		printf("  %-14s unknown: the server exited\n", "server cpu");
+	else
+		printf("  %-14s not measured (no --server-pid)\n", "server cpu");
+}
+
+static void
+print_gen_cpu(const struct cpu_use *u, double per, const char *unit,
+    const char *extra)
+{
+	printf("  %-14s %.2f s = %.1f%% of %d allowed CPU(s)", "generator cpu",
+	    u->gen_s, u->gen_pct, u->gen_cpus);
+	if (per >= 0)
+		printf(", %.2f us/%s", per, unit);
+	printf("%s%s\n", extra, u->gen_bound ? "  GENERATOR-BOUND" : "");
+}
+
+static void
+print_errors(const struct run *r)
+{
+	if (r->st.error[0] != '\0')
+		printf("  %-14s %s\n", "first error", r->st.error);
+	if (r->error[0] != '\0')
+		printf("  %-14s %s\n", "run error", r->error);
 }
 
 static void
@@ -1767,22 +1992,43 @@ timeline_json(const struct run *r)
 	return a;
 }
 
+static int
+members_per_room(const struct bench_opts *o)
+{
+	return o->connections / o->rooms;
+}
+
 static void
-print_table(const struct run *r, const struct results *x)
+print_header(const struct run *r)
+{
+	const struct bench_opts *o = r->o;
+
+	printf("parley-bench %s: %d connections, %d rooms (%d members), "
+	    "%d procs, %d publishers, %d source addresses\n", o->scenario,
+	    o->connections, o->rooms, members_per_room(o), o->procs,
+	    o->publishers * o->rooms, o->src_count);
+	printf("  %-14s %u joined in %.2f s, %u failed\n", "connect",
+	    r->joined, (double)r->connect_ns / 1e9, r->failed);
+}
+
+/* The table of one fanout or persist round. */
+static void
+print_round(const struct run *r, const struct results *x)
 {
 	const struct bench_opts *o = r->o;
 	const struct bench_stats *s = &r->st;
-	double ev_target = o->rate * o->rooms / o->connections;
+	int persist = strcmp(o->scenario, "persist") == 0;
+	char lag[64];
 
-	printf("parley-bench fanout: %d connections, %d rooms (%d members), "
-	    "%d procs, %d publishers\n", o->connections, o->rooms,
-	    o->connections / o->rooms, o->procs, o->publishers * o->rooms);
-	printf("  %-14s %u joined in %.2f s, %u failed\n", "connect",
-	    r->joined, (double)r->connect_ns / 1e9, r->failed);
-	printf("  %-14s %.0f deliveries/s = %.1f events/s; %.1f s measured after %.1f s warm-up\n",
-	    "target", o->rate, ev_target, r->window_s, o->warmup);
-	printf("  %-14s %.0f deliveries/s, %.1f events/s\n", "achieved",
-	    x->deliveries_s, x->events_s);
+	print_header(r);
+	if (persist)
+		printf("  %-14s %.0f events/s (sends); %.1f s measured after %.1f s warm-up\n",
+		    "target", r->events_s, r->window_s, o->warmup);
+	else
+		printf("  %-14s %.0f deliveries/s = %.1f events/s; %.1f s measured after %.1f s warm-up\n",
+		    "target", o->rate, r->events_s, r->window_s, o->warmup);
+	printf("  %-14s %.1f events/s acked, %.0f deliveries/s\n", "achieved",
+	    x->events_s, x->deliveries_s);
 	printf("  %-14s %" PRIu64 " expected, %" PRIu64 " delivered, %" PRIu64
 	    " lost (gaps %" PRIu64 " skipping %" PRIu64 " events, duplicates %" PRIu64 ")\n",
 	    "deliveries", x->expected, s->delivered_measured, x->lost, s->gaps,
@@ -1790,51 +2036,74 @@ print_table(const struct run *r, const struct results *x)
 	printf("  %-14s %" PRIu64 " dropped connections; sends: %" PRIu64
 	    " errors, %" PRIu64 " unacked, %" PRIu64 " skipped\n", "errors",
 	    s->dropped, s->send_errors, s->unacked, s->skipped);
-	printf("  %-14s p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n",
-	    "latency ms", x->p50, x->p90, x->p99, x->p999, x->max);
-	if (x->srv_cpu_s >= 0)
-		printf("  %-14s %.2f s = %.1f%% of one CPU, %.2f us/delivery\n",
-		    "server cpu", x->srv_cpu_s, 100 * x->srv_cpu_s / r->window_s,
-		    x->srv_us_per_delivery);
-	else if (o->server_pid > 0)
-		printf("  %-14s unknown: the server exited during the window\n",
-		    "server cpu");
+	print_pcts("latency ms", &x->lat, "send to delivery");
+	print_pcts("ack ms", &x->ack, persist ? "send to ack: durable with --db" :
+	    "send to ack");
+	if (persist)
+		print_server_cpu(r, &x->cpu, r->window_s, x->srv_us_per_event, "event");
 	else
-		printf("  %-14s not measured (no --server-pid)\n", "server cpu");
-	printf("  %-14s %.2f s = %.1f%% of %d allowed CPU(s), %.2f us/delivery, "
-	    "pacing lag max %.2f ms%s\n", "generator cpu", x->gen_cpu_s,
-	    x->gen_pct, x->gen_cpus, x->gen_us_per_delivery,
-	    ns_ms(s->lag_max_ns), x->gen_bound ? "  GENERATOR-BOUND" : "");
+		print_server_cpu(r, &x->cpu, r->window_s, x->srv_us_per_delivery,
+		    "delivery");
+	snprintf(lag, sizeof(lag), ", pacing lag max %.2f ms", ns_ms(s->lag_max_ns));
+	print_gen_cpu(&x->cpu, x->gen_us_per_delivery, "delivery", lag);
 	if (o->timeline)
 		print_timeline(r);
-	if (s->error[0] != '\0')
-		printf("  %-14s %s\n", "first error", s->error);
-	if (r->error[0] != '\0')
-		printf("  %-14s %s\n", "run error", r->error);
-	printf("  %-14s %s\n", "result", x->lost == 0 && x->errors == 0 &&
-	    r->error[0] == '\0' ? "OK" : x->lost > 0 ? "LOSS" : "ERRORS");
+	print_errors(r);
+	printf("  %-14s %s\n", "result", x->ok ? "OK" : x->lost > 0 ? "LOSS" : "ERRORS");
+}
+
+static json_t *
+pcts_json(const struct pcts *p)
+{
+	return json_pack("{s:f, s:f, s:f, s:f, s:f}", "p50", p->p50, "p90", p->p90,
+	    "p99", p->p99, "p99_9", p->p999, "max", p->max);
+}
+
+static json_t *
+real_or_null(double v)
+{
+	return v >= 0 ? json_real(v) : json_null();
 }
 
 static void
-print_json(const struct run *r, const struct results *x)
+cpu_json(json_t *j, const struct cpu_use *u)
+{
+	json_object_set_new(j, "server_cpu_s", real_or_null(u->srv_s));
+	json_object_update_new(j, json_pack("{s:f, s:i, s:f, s:b}",
+	    "generator_cpu_s", u->gen_s, "generator_cpus", u->gen_cpus,
+	    "generator_cpu_pct", u->gen_pct, "generator_bound", u->gen_bound));
+}
+
+/* The fields every scenario reports: layout and the connect phase. */
+static json_t *
+base_json(const struct run *r)
 {
 	const struct bench_opts *o = r->o;
-	const struct bench_stats *s = &r->st;
-	json_t *j, *lat;
-	char *text;
 
-	lat = json_pack("{s:f, s:f, s:f, s:f, s:f}", "p50", x->p50, "p90", x->p90,
-	    "p99", x->p99, "p99_9", x->p999, "max", x->max);
-	j = json_pack("{s:s, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:I, s:I}",
-	    "scenario", "fanout", "connections", o->connections, "rooms", o->rooms,
-	    "procs", o->procs, "publishers", o->publishers * o->rooms,
-	    "target_deliveries_per_s", o->rate,
-	    "target_events_per_s", o->rate * o->rooms / o->connections,
-	    "duration_s", r->window_s, "connect_s", (double)r->connect_ns / 1e9,
-	    "joined", (json_int_t)r->joined, "failed", (json_int_t)r->failed);
+	return json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:f, s:I, s:I, s:o}",
+	    "scenario", o->scenario, "connections", o->connections,
+	    "rooms", o->rooms, "procs", o->procs,
+	    "publishers", o->publishers * o->rooms,
+	    "source_addresses", o->src_count,
+	    "connect_s", (double)r->connect_ns / 1e9,
+	    "joined", (json_int_t)r->joined, "failed", (json_int_t)r->failed,
+	    "error", r->error[0] != '\0' ? json_string(r->error) : json_null());
+}
+
+/* A fanout or persist round (also one step of a ramp). */
+static json_t *
+round_json(const struct run *r, const struct results *x)
+{
+	const struct bench_stats *s = &r->st;
+	json_t *j = json_pack("{s:f, s:f, s:f, s:f, s:f}",
+	    "target_events_per_s", r->events_s,
+	    "target_deliveries_per_s",
+	    r->events_s * r->o->connections / r->o->rooms,
+	    "duration_s", r->window_s,
+	    "deliveries_per_s", x->deliveries_s, "events_per_s", x->events_s);
+
 	json_object_update_new(j, json_pack(
-	    "{s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
-	    "deliveries_per_s", x->deliveries_s, "events_per_s", x->events_s,
+	    "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
 	    "events_acked", (json_int_t)s->acked_measured,
 	    "expected_deliveries", (json_int_t)x->expected,
 	    "delivered", (json_int_t)s->delivered_measured,
@@ -1844,40 +2113,25 @@ print_json(const struct run *r, const struct results *x)
 	    "dropped_connections", (json_int_t)s->dropped,
 	    "send_errors", (json_int_t)s->send_errors,
 	    "unacked", (json_int_t)s->unacked,
-	    "skipped_sends", (json_int_t)s->skipped, "latency_ms", lat));
-	json_object_update_new(j, json_pack(
-	    "{s:f, s:i, s:f, s:b, s:f}",
-	    "generator_cpu_s", x->gen_cpu_s, "generator_cpus", x->gen_cpus,
-	    "generator_cpu_pct", x->gen_pct, "generator_bound", x->gen_bound,
-	    "pacing_lag_max_ms", ns_ms(s->lag_max_ns)));
+	    "skipped_sends", (json_int_t)s->skipped,
+	    "latency_ms", pcts_json(&x->lat), "ack_latency_ms", pcts_json(&x->ack)));
+	cpu_json(j, &x->cpu);
+	json_object_set_new(j, "pacing_lag_max_ms", json_real(ns_ms(s->lag_max_ns)));
 	json_object_set_new(j, "generator_us_per_delivery",
-	    x->gen_us_per_delivery >= 0 ? json_real(x->gen_us_per_delivery) : json_null());
-	json_object_set_new(j, "server_cpu_s",
-	    x->srv_cpu_s >= 0 ? json_real(x->srv_cpu_s) : json_null());
+	    real_or_null(x->gen_us_per_delivery));
 	json_object_set_new(j, "server_us_per_delivery",
-	    x->srv_us_per_delivery >= 0 ? json_real(x->srv_us_per_delivery) : json_null());
-	json_object_set_new(j, "error", s->error[0] != '\0' ?
+	    real_or_null(x->srv_us_per_delivery));
+	json_object_set_new(j, "server_us_per_event", real_or_null(x->srv_us_per_event));
+	json_object_set_new(j, "first_error", s->error[0] != '\0' ?
 	    json_string(s->error) : json_null());
-	json_object_set_new(j, "run_error", r->error[0] != '\0' ?
-	    json_string(r->error) : json_null());
-	if (o->timeline)
-		json_object_set_new(j, "timeline", timeline_json(r));
-	json_object_set_new(j, "ok", json_boolean(x->lost == 0 && x->errors == 0 &&
-	    r->error[0] == '\0'));
-	text = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
-	if (text != NULL)
-		printf("%s\n", text);
-	free(text);
-	json_decref(j);
+	json_object_set_new(j, "ok", json_boolean(x->ok));
+	return j;
 }
 
 static void
-print_abort_json(const struct run *r)
+print_json(json_t *j)
 {
-	json_t *j = json_pack("{s:s, s:b, s:s, s:i, s:i}", "scenario", "fanout",
-	    "ok", 0, "error", r->error[0] ? r->error : "aborted",
-	    "joined", (int)r->joined, "failed", (int)r->failed);
-	char *text = json_dumps(j, JSON_COMPACT);
+	char *text = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
 
 	if (text != NULL)
 		printf("%s\n", text);
@@ -1885,7 +2139,23 @@ print_abort_json(const struct run *r)
 	json_decref(j);
 }
 
-/* ---- scenario: fanout ---------------------------------------------------- */
+/* No complete numbers: say what went wrong and stop there. */
+static int
+report_abort(const struct run *r)
+{
+	json_t *j;
+
+	fprintf(stderr, "parley-bench: %s (%u joined, %u failed)\n",
+	    r->error[0] ? r->error : "aborted", r->joined, r->failed);
+	if (r->o->json) {
+		j = base_json(r);
+		json_object_set_new(j, "ok", json_false());
+		if (r->error[0] == '\0')
+			json_object_set_new(j, "error", json_string("aborted"));
+		print_json(j);
+	}
+	return EXIT_LOSS;
+}
 
 /*
  * Measured here (2-core VM, generator pinned to one CPU, 10000
@@ -1908,43 +2178,391 @@ warn_oversubscribed(const struct bench_opts *o)
 		    "per process fit the open-files limit\n", o->procs, cpus, cpus);
 }
 
+/* Connect everything; -1 (run aborted) unless every connection joined. */
 static int
-fanout_run(struct bench_opts *o)
+run_start(struct run *r, struct bench_opts *o)
+{
+	run_init(r, o);
+	if (connect_phase(r) != 0)
+		return -1;
+	if (r->failed > 0) {
+		run_error(r, "%u connections failed", r->failed);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- scenario: connect --------------------------------------------------- */
+
+static int
+connect_run(struct bench_opts *o)
+{
+	struct run r;
+	struct pcts hs;
+	struct cpu_use u;
+	double wall, per_s;
+	int ok;
+	json_t *j;
+
+	run_init(&r, o);
+	if (connect_phase(&r) != 0) {
+		run_free(&r);
+		return report_abort(&r);
+	}
+	wall = (double)r.connect_ns / 1e9;
+	per_s = wall > 0 ? r.joined / wall : 0;
+	pcts_of(r.hs_hist, r.hs_max_ns, &hs);
+	cpu_use_of(&r, &r.conn_cpu, wall, &u);
+	ok = r.failed == 0 && r.error[0] == '\0';
+	if (o->json) {
+		j = base_json(&r);
+		json_object_update_new(j, json_pack("{s:f, s:o}",
+		    "connections_per_s", per_s, "handshake_ms", pcts_json(&hs)));
+		cpu_json(j, &u);
+		json_object_set_new(j, "server_us_per_connection",
+		    real_or_null(per_us(u.srv_s, r.joined)));
+		json_object_set_new(j, "ok", json_boolean(ok));
+		print_json(j);
+	} else {
+		print_header(&r);
+		printf("  %-14s %.0f connections/s; all %s in %.2f s\n", "rate",
+		    per_s, r.failed ? "attempted" : "connected", wall);
+		print_pcts("handshake ms", &hs, "TCP connect to joined");
+		print_server_cpu(&r, &u, wall, per_us(u.srv_s, r.joined), "connection");
+		print_gen_cpu(&u, per_us(u.gen_s, r.joined), "connection", "");
+		print_errors(&r);
+		printf("  %-14s %s\n", "result", ok ? "OK" : "FAILURES");
+	}
+	run_free(&r);
+	return ok ? EXIT_CLEAN : EXIT_LOSS;
+}
+
+/* ---- scenario: idle ------------------------------------------------------ */
+
+static void
+idle_report(const struct run *r, uint64_t rss0, uint64_t rss1, uint64_t rss2)
+{
+	const struct bench_opts *o = r->o;
+	struct cpu_use u;
+	double per = r->joined && rss2 >= rss0 ?
+	    (double)(rss2 - rss0) * 1024 / r->joined : -1;
+	int ok = r->st.dropped == 0 && r->error[0] == '\0' && r->failed == 0;
+	json_t *j;
+
+	cpu_use_of(r, &r->cpu, r->window_s, &u);
+	if (o->json) {
+		j = base_json(r);
+		json_object_update_new(j, json_pack("{s:f, s:I}",
+		    "held_s", r->window_s, "dropped_connections",
+		    (json_int_t)r->st.dropped));
+		if (o->server_pid > 0)
+			json_object_update_new(j, json_pack("{s:I, s:I, s:I}",
+			    "server_rss_before_kib", (json_int_t)rss0,
+			    "server_rss_joined_kib", (json_int_t)rss1,
+			    "server_rss_after_kib", (json_int_t)rss2));
+		json_object_set_new(j, "server_rss_bytes_per_connection",
+		    real_or_null(per));
+		cpu_json(j, &u);
+		json_object_set_new(j, "ok", json_boolean(ok));
+		print_json(j);
+		return;
+	}
+	print_header(r);
+	printf("  %-14s %.1f s: %" PRIu64 " connections dropped\n", "held",
+	    r->window_s, r->st.dropped);
+	if (o->server_pid > 0) {
+		printf("  %-14s %.1f MiB before, %.1f MiB joined, %.1f MiB after the "
+		    "hold", "server rss", rss0 / 1024.0, rss1 / 1024.0, rss2 / 1024.0);
+		if (per >= 0)
+			printf(": %.0f bytes per connection\n", per);
+		else
+			printf(": it fell, so the server reused memory an earlier run "
+			    "freed; measure on a fresh server\n");
+	} else
+		printf("  %-14s not measured (no --server-pid)\n", "server rss");
+	print_server_cpu(r, &u, r->window_s, -1, "");
+	print_gen_cpu(&u, -1, "", "");
+	print_errors(r);
+	printf("  %-14s %s\n", "result", ok ? "OK" : "ERRORS");
+}
+
+/* RSS before, once all joined, and after --duration of holding them. */
+static int
+idle_run(struct bench_opts *o)
+{
+	struct run r;
+	uint64_t rss0 = 0, rss1 = 0, rss2 = 0;
+	int rc;
+
+	if (o->server_pid > 0 && (rss0 = proc_rss_kib(o->server_pid)) == 0) {
+		fprintf(stderr, "parley-bench: cannot read /proc/%ld/status\n",
+		    (long)o->server_pid);
+		return EXIT_LOSS;
+	}
+	/* Nothing is sent: the round is only the hold. */
+	o->warmup = o->drain = 0;
+	if (run_start(&r, o) != 0) {
+		run_free(&r);
+		return report_abort(&r);
+	}
+	if (o->server_pid > 0)
+		rss1 = proc_rss_kib(o->server_pid);
+	if (measure_phase(&r, 0) != 0) {
+		run_free(&r);
+		return report_abort(&r);
+	}
+	if (o->server_pid > 0 && (rss2 = proc_rss_kib(o->server_pid)) == 0)
+		run_error(&r, "server gone during the hold");
+	idle_report(&r, rss0, rss1, rss2);
+	rc = r.st.dropped == 0 && r.error[0] == '\0' ? EXIT_CLEAN : EXIT_LOSS;
+	run_free(&r);
+	return rc;
+}
+
+/* ---- scenarios: fanout and persist ----------------------------------------- */
+
+static int
+round_run(struct bench_opts *o, double events_s)
 {
 	struct run r;
 	struct results x;
-	int rc = 0;
+	int rc;
 
 	warn_oversubscribed(o);
-	memset(&r, 0, sizeof(r));
-	r.o = o;
-	r.acked_room = xcalloc((size_t)o->rooms, sizeof(uint64_t));
-	r.hist = xcalloc(HIST_BUCKETS + tl_seconds(o) * TL_FIELDS, sizeof(uint64_t));
-	r.tl = r.hist + HIST_BUCKETS;
-	if (spawn_workers(&r) != 0 || connect_phase(&r) != 0)
-		rc = -1;
-	else if (measure_phase(&r) != 0)
-		rc = -1;
-	reap_workers(&r);
-	if (rc != 0 && !all_done(&r, WAIT_REPORTS)) {
-		/* No complete numbers: say what went wrong and stop there. */
-		fprintf(stderr, "parley-bench: %s (%u joined, %u failed)\n",
-		    r.error[0] ? r.error : "aborted", r.joined, r.failed);
-		if (o->json)
-			print_abort_json(&r);
-		rc = EXIT_LOSS;
-	} else {
-		compute(&r, &x);
-		if (o->json)
-			print_json(&r, &x);
-		else
-			print_table(&r, &x);
-		rc = x.lost == 0 && x.errors == 0 && r.error[0] == '\0' ?
-		    EXIT_CLEAN : EXIT_LOSS;
+	if (run_start(&r, o) != 0 || measure_phase(&r, events_s) != 0) {
+		run_free(&r);
+		return report_abort(&r);
 	}
-	free(r.procs);
-	free(r.acked_room);
-	free(r.hist);
+	compute(&r, &x);
+	if (o->json) {
+		json_t *j = base_json(&r);
+
+		json_object_update_new(j, round_json(&r, &x));
+		if (o->timeline)
+			json_object_set_new(j, "timeline", timeline_json(&r));
+		print_json(j);
+	} else
+		print_round(&r, &x);
+	rc = x.ok ? EXIT_CLEAN : EXIT_LOSS;
+	run_free(&r);
+	return rc;
+}
+
+/* --rate is deliveries per second: events/s = rate / members per room. */
+static int
+fanout_run(struct bench_opts *o)
+{
+	return round_run(o, o->rate * o->rooms / o->connections);
+}
+
+/* --rate is events (sends) per second; with parleyd --db an ack means durable. */
+static int
+persist_run(struct bench_opts *o)
+{
+	return round_run(o, o->rate);
+}
+
+/* ---- scenario: ramp ------------------------------------------------------ */
+
+#define RAMP_STEPS_MAX 64
+
+struct ramp_step {
+	double target;               /* deliveries per second asked */
+	struct results x;
+	const char *verdict;
+	int held;
+};
+
+static void
+ramp_judge(const struct bench_opts *o, struct ramp_step *s)
+{
+	const struct results *x = &s->x;
+
+	/* A failed step with the generator near its bound may be the generator's. */
+	s->held = 0;
+	if (x->lost > 0)
+		s->verdict = x->cpu.gen_bound ? "loss, generator-bound" : "loss";
+	else if (!x->ok)
+		s->verdict = x->cpu.gen_bound ? "errors, generator-bound" : "errors";
+	else if (x->lat.p99 > o->p99_limit)
+		s->verdict = x->cpu.gen_bound ? "p99 over limit, generator-bound" :
+		    "p99 over limit";
+	else {
+		s->held = 1;
+		s->verdict = x->cpu.gen_bound ? "held, generator-bound" : "held";
+	}
+}
+
+static void
+ramp_table(const struct run *r, const struct ramp_step *s, int n, int held,
+    const char *stop)
+{
+	const struct bench_opts *o = r->o;
+	int i;
+
+	print_header(r);
+	printf("  %-14s p99 under %.3g ms and nothing lost; steps of %.0f "
+	    "deliveries/s, each %.1f s after %.1f s warm-up\n", "holds if",
+	    o->p99_limit, o->ramp_step, o->duration, o->warmup);
+	printf("  %5s %10s %10s %7s %8s %8s %8s %8s %8s %6s %7s %6s  %s\n", "step",
+	    "target/s", "achieved", "lost", "p50 ms", "p90 ms", "p99 ms",
+	    "p99.9 ms", "max ms", "srv %", "us/dlv", "gen %", "verdict");
+	for (i = 0; i < n; i++)
+		printf("  %5d %10.0f %10.0f %7" PRIu64 " %8.3f %8.3f %8.3f %8.3f "
+		    "%8.3f %6.1f %7.2f %6.1f  %s\n", i + 1, s[i].target,
+		    s[i].x.deliveries_s, s[i].x.lost, s[i].x.lat.p50, s[i].x.lat.p90,
+		    s[i].x.lat.p99, s[i].x.lat.p999, s[i].x.lat.max,
+		    s[i].x.cpu.srv_s >= 0 ? 100 * s[i].x.cpu.srv_s / r->window_s : -1,
+		    s[i].x.srv_us_per_delivery, s[i].x.cpu.gen_pct, s[i].verdict);
+	if (held >= 0)
+		printf("  %-14s %.0f deliveries/s (step %d): p99 %.3f ms, nothing lost\n",
+		    "held", s[held].target, held + 1, s[held].x.lat.p99);
+	else
+		printf("  %-14s nothing: the first step already failed\n", "held");
+	printf("  %-14s %s\n", "stopped", stop);
+	print_errors(r);
+}
+
+static void
+ramp_json(const struct run *r, const struct ramp_step *s, int n, int held,
+    const char *stop)
+{
+	json_t *j = base_json(r), *steps = json_array(), *st;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		st = round_json(r, &s[i].x);
+		json_object_set_new(st, "target_deliveries_per_s", json_real(s[i].target));
+		json_object_set_new(st, "verdict", json_string(s[i].verdict));
+		json_object_set_new(st, "held", json_boolean(s[i].held));
+		json_array_append_new(steps, st);
+	}
+	json_object_update_new(j, json_pack("{s:f, s:f, s:o, s:o, s:s, s:b}",
+	    "p99_limit_ms", r->o->p99_limit, "ramp_step", r->o->ramp_step,
+	    "steps", steps, "held_deliveries_per_s",
+	    held >= 0 ? json_real(s[held].target) : json_null(),
+	    "stopped", stop, "ok", held >= 0));
+	print_json(j);
+}
+
+/*
+ * Latency percentiles against the achieved rate, by gnuplot. The file name
+ * goes into gnuplot's single-quoted string: check_opts refuses quotes.
+ */
+static int
+ramp_plot(const struct run *r, const struct ramp_step *s, int n)
+{
+	const struct bench_opts *o = r->o;
+	char data[] = "/tmp/parley-bench-plot-XXXXXX";
+	FILE *f, *gp;
+	int fd, i, st;
+
+	if ((fd = mkstemp(data)) < 0 || (f = fdopen(fd, "w")) == NULL) {
+		fprintf(stderr, "parley-bench: --plot: temporary file: %s\n",
+		    strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < n; i++)
+		if (s[i].x.lat.p50 > 0)
+			fprintf(f, "%.0f %.0f %.4f %.4f %.4f %.4f %.4f\n", s[i].target,
+			    s[i].x.deliveries_s, s[i].x.lat.p50, s[i].x.lat.p90,
+			    s[i].x.lat.p99, s[i].x.lat.p999, s[i].x.lat.max);
+	fclose(f);
+	fflush(NULL);
+	if ((gp = popen("gnuplot", "w")) == NULL) {
+		unlink(data);
+		fprintf(stderr, "parley-bench: --plot: %s\n", strerror(errno));
+		return -1;
+	}
+	fprintf(gp, "set terminal pngcairo size 960,600 noenhanced\n"
+	    "set output '%s'\n"
+	    "set title 'parley-bench ramp: %d connections, %d rooms of %d, %d procs'\n"
+	    "set xlabel 'deliveries per second (achieved)'\n"
+	    "set ylabel 'send-to-delivery latency, ms'\n"
+	    "set logscale y\nset grid\nset key top left\n"
+	    "plot '%s' using 2:3 with linespoints title 'p50', "
+	    "'' using 2:4 with linespoints title 'p90', "
+	    "'' using 2:5 with linespoints lw 2 title 'p99', "
+	    "'' using 2:6 with linespoints title 'p99.9', "
+	    "%g with lines dt 2 title 'p99 limit'\n",
+	    o->plot, o->connections, o->rooms, members_per_room(o), o->procs,
+	    data, o->p99_limit);
+	st = pclose(gp);
+	unlink(data);
+	if (st != 0) {
+		fprintf(stderr, "parley-bench: --plot: gnuplot failed (%s)\n",
+		    WIFEXITED(st) && WEXITSTATUS(st) == 127 ?
+		    "not installed? apt-get install gnuplot-nox" : "see above");
+		return -1;
+	}
+	if (!o->quiet)
+		fprintf(stderr, "parley-bench: plot written to %s\n", o->plot);
+	return 0;
+}
+
+/*
+ * Step the rate up from --rate by --ramp-step until a step loses anything,
+ * errs, or its p99 passes --p99-limit; the last step before is the rate
+ * that held. A step at which the generator is near its CPU bound still
+ * counts, but ends the ramp: beyond it the generator measures itself.
+ */
+static int
+ramp_run(struct bench_opts *o)
+{
+	struct ramp_step *steps = xcalloc(RAMP_STEPS_MAX, sizeof(*steps));
+	char stop[BENCH_ERRLEN + 64] = "";
+	double rate;
+	struct run r;
+	int n = 0, held = -1, rc;
+
+	warn_oversubscribed(o);
+	if (run_start(&r, o) != 0) {
+		free(steps);
+		run_free(&r);
+		return report_abort(&r);
+	}
+	for (rate = o->rate; rate <= o->ramp_max * (1 + 1e-9); rate += o->ramp_step) {
+		if (n == RAMP_STEPS_MAX) {
+			snprintf(stop, sizeof(stop), "after %d steps, the most a run takes",
+			    RAMP_STEPS_MAX);
+			break;
+		}
+		if (measure_phase(&r, rate * o->rooms / o->connections) != 0) {
+			snprintf(stop, sizeof(stop), "step %d: %s", n + 1, r.error);
+			break;
+		}
+		steps[n].target = rate;
+		compute(&r, &steps[n].x);
+		ramp_judge(o, &steps[n]);
+		n++;
+		if (!o->quiet)
+			fprintf(stderr, "parley-bench: step %d: %.0f deliveries/s, p99 "
+			    "%.3f ms, %" PRIu64 " lost: %s\n", n, rate,
+			    steps[n - 1].x.lat.p99, steps[n - 1].x.lost,
+			    steps[n - 1].verdict);
+		if (!steps[n - 1].held) {
+			snprintf(stop, sizeof(stop), "step %d: %s", n, steps[n - 1].verdict);
+			break;
+		}
+		held = n - 1;
+		if (steps[n - 1].x.cpu.gen_bound) {
+			snprintf(stop, sizeof(stop), "step %d: the generator used %.0f%% "
+			    "of its CPU; the server holds at least this much", n,
+			    steps[n - 1].x.cpu.gen_pct);
+			break;
+		}
+	}
+	if (stop[0] == '\0')
+		snprintf(stop, sizeof(stop), "--ramp-max %.0f reached", o->ramp_max);
+	if (o->json)
+		ramp_json(&r, steps, n, held, stop);
+	else
+		ramp_table(&r, steps, n, held, stop);
+	rc = held >= 0 ? EXIT_CLEAN : EXIT_LOSS;
+	if (o->plot != NULL && n > 0 && ramp_plot(&r, steps, n) != 0)
+		rc = EXIT_LOSS;
+	run_free(&r);
+	free(steps);
 	return rc;
 }
 
@@ -1963,12 +2581,22 @@ usage(FILE *f)
 		fprintf(f, "  %-10s %s\n", scenarios[i].name, scenarios[i].summary);
 	fprintf(f,
 "\n"
-"fanout: C connections spread over R rooms (connection n joins room n %% R),\n"
-"from P worker processes. Once every connection has joined, K publishers per\n"
-"room send messages open-loop (never waiting for acks) at a fixed total rate\n"
-"of deliveries per second; every connection measures send-to-delivery latency\n"
-"and checks seqs for gaps. Start the server with --rate 0 (no per-connection\n"
-"rate limit) and, unless --jwt-secret-file is given, --allow-anonymous.\n"
+"Every scenario opens C WebSocket connections from P worker processes, over\n"
+"source addresses 127.0.0.x, says hello (anonymous --name-prefix names, or\n"
+"tokens minted from --jwt-secret-file) and joins connection n to room n %% R.\n"
+"  connect  reports connections per second, failures, handshake times.\n"
+"  idle     then holds them for --duration: server RSS per connection (from\n"
+"           /proc/PID/status of --server-pid) and connections dropped.\n"
+"  fanout   then K publishers per room send open-loop (never waiting for\n"
+"           acks) at --rate deliveries per second in all; every connection\n"
+"           measures send-to-delivery latency and checks seqs for gaps.\n"
+"  ramp     runs fanout steps from --rate up by --ramp-step until p99 passes\n"
+"           --p99-limit or anything is lost; reports the last rate that held.\n"
+"  persist  like fanout, but --rate counts events (sends) per second, and\n"
+"           reports send-to-ack latency: against parleyd --db an ack means\n"
+"           the event is committed.\n"
+"Start the server with --rate 0 (no per-connection rate limit) and, unless\n"
+"--jwt-secret-file is given, --allow-anonymous.\n"
 "\n"
 "Target:\n"
 "      --host ADDR             server IPv4 address (127.0.0.1)\n"
@@ -1990,14 +2618,19 @@ usage(FILE *f)
 "                              instead of an anonymous hello with a name\n"
 "Load:\n"
 "      --publishers-per-room K publishing connections per room (1)\n"
-"      --rate D                deliveries per second in all (10000); events/s\n"
-"                              = D / members per room, the same in every room\n"
+"      --rate D                fanout, ramp: deliveries per second in all\n"
+"                              (10000); events/s = D / members per room, the\n"
+"                              same in every room; persist: events per second\n"
+"      --ramp-step D           ramp: deliveries/s added per step (--rate)\n"
+"      --ramp-max D            ramp: the highest rate tried (1000000)\n"
+"      --p99-limit MS          ramp: a step holds if its p99 is at most this\n"
+"                              and nothing is lost (10)\n"
 "      --body-size N           pad message bodies to N bytes (0: ~30)\n"
-"      --tick MS               pacing timer period, 1-5 ms (1)\n"
+"      --tick MS               pacing timer period, 1-100 ms (1)\n"
 "Phases (seconds, fractions allowed):\n"
 "      --connect-timeout S     connect, upgrade, hello and join (30)\n"
 "      --warmup S              publishing before the window, not measured (2)\n"
-"  -d, --duration S            measured window (10)\n"
+"  -d, --duration S            measured window, each ramp step, idle hold (10)\n"
 "      --drain S               receive after publishing stops (2)\n"
 "Report:\n"
 "      --server-pid PID        parleyd's pid: server CPU per delivery, from\n"
@@ -2005,6 +2638,8 @@ usage(FILE *f)
 "      --timeline              also deliveries, mean and max latency for each\n"
 "                              second of the window (by send time)\n"
 "      --json                  one JSON object instead of the table\n"
+"      --plot FILE.png         ramp: latency percentiles against rate, drawn\n"
+"                              by gnuplot\n"
 "  -q, --quiet                 no progress lines on stderr\n"
 "  -h, --help                  this help\n"
 "\n"
@@ -2014,14 +2649,16 @@ usage(FILE *f)
 "CPU is read from /proc; the generator is flagged GENERATOR-BOUND above\n"
 "85%% of the CPUs it may run on (sched_getaffinity).\n"
 "\n"
-"Exit status: 0 no loss and no error, 1 loss or errors, 2 bad usage.\n");
+"Exit status: 0 no loss and no error (ramp: at least one step held), 1 loss,\n"
+"errors or an aborted run, 2 bad usage.\n");
 }
 
 enum {
 	OPT_HOST = 256, OPT_PORT, OPT_SRC_BASE, OPT_SRC_COUNT, OPT_NAME_PREFIX,
 	OPT_ROOM_PREFIX, OPT_JWT, OPT_PUBLISHERS, OPT_RATE, OPT_WARMUP,
 	OPT_DRAIN, OPT_CONNECT_TIMEOUT, OPT_CONCURRENCY, OPT_TICK, OPT_BODY,
-	OPT_SERVER_PID, OPT_TIMELINE, OPT_JSON
+	OPT_SERVER_PID, OPT_TIMELINE, OPT_JSON, OPT_RAMP_STEP, OPT_RAMP_MAX,
+	OPT_P99_LIMIT, OPT_PLOT
 };
 
 static const struct option longopts[] = {
@@ -2049,6 +2686,10 @@ static const struct option longopts[] = {
 	{ "server-pid", required_argument, NULL, OPT_SERVER_PID },
 	{ "timeline", no_argument, NULL, OPT_TIMELINE },
 	{ "json", no_argument, NULL, OPT_JSON },
+	{ "ramp-step", required_argument, NULL, OPT_RAMP_STEP },
+	{ "ramp-max", required_argument, NULL, OPT_RAMP_MAX },
+	{ "p99-limit", required_argument, NULL, OPT_P99_LIMIT },
+	{ "plot", required_argument, NULL, OPT_PLOT },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -2170,6 +2811,10 @@ parse_one(struct bench_opts *o, int ch, const char *a)
 	}
 	case OPT_TIMELINE: o->timeline = 1; return 0;
 	case OPT_JSON: o->json = 1; return 0;
+	case OPT_RAMP_STEP: return secs_arg("--ramp-step", a, 1, 1e9, &o->ramp_step);
+	case OPT_RAMP_MAX: return secs_arg("--ramp-max", a, 1, 1e9, &o->ramp_max);
+	case OPT_P99_LIMIT: return secs_arg("--p99-limit", a, 0.001, 60000, &o->p99_limit);
+	case OPT_PLOT: o->plot = a; return 0;
 	default: return -1;
 	}
 }
@@ -2199,6 +2844,14 @@ check_opts(struct bench_opts *o)
 		    "room names are 1-64 bytes of [A-Za-z0-9._-]");
 	if (o->src_count == 0)
 		o->src_count = 1 + o->connections / 5000;
+	if (o->plot != NULL && strcmp(o->scenario, "ramp") != 0)
+		return bad("--plot", o->plot, "only the ramp scenario plots");
+	if (o->plot != NULL && (o->plot[0] == '\0' || strpbrk(o->plot, "'\n") != NULL))
+		return bad("--plot", o->plot, "want a file name without quotes");
+	if (o->ramp_step == 0)
+		o->ramp_step = o->rate;
+	if (o->ramp_max < o->rate)
+		return bad("--ramp-max", "", "below --rate, the first step");
 	if (ntohl(o->src_base.s_addr) + (uint32_t)o->src_count - 1 <
 	    ntohl(o->src_base.s_addr))
 		return bad("--src-count", "", "runs past 255.255.255.255");
@@ -2241,6 +2894,8 @@ opts_init(struct bench_opts *o)
 	o->connect_timeout = 30;
 	o->concurrency = 256;
 	o->tick_ms = 1;
+	o->ramp_max = 1e6;
+	o->p99_limit = 10;
 }
 
 int
