@@ -3,7 +3,7 @@
 # (in memory, then against a private PostgreSQL) pinned to one CPU, runs
 # parley-bench pinned to another, and prints a table of the measured
 # numbers next to the targets. Every run is bounded; the whole suite takes
-# about three minutes.
+# about two minutes.
 #
 # Environment (make bench sets the first three):
 #   PARLEYD, PARLEY_BENCH   the binaries
