@@ -385,38 +385,11 @@ http_fill(struct http_conn *hc, int64_t deadline)
 	}
 }
 
-static int
-head_header(const char *head, const char *name, char *out, size_t outsz)
-{
-	const char *line = strstr(head, "\r\n"), *v, *e;
-	size_t nlen = strlen(name), vlen;
-
-	while (line != NULL && line[2] != '\0' && line[2] != '\r') {
-		line += 2;
-		e = strstr(line, "\r\n");
-		if (e == NULL)
-			break;
-		if (strncasecmp(line, name, nlen) == 0 && line[nlen] == ':') {
-			v = line + nlen + 1;
-			while (v < e && (*v == ' ' || *v == '\t'))
-				v++;
-			vlen = (size_t)(e - v);
-			if (vlen >= outsz)
-				vlen = outsz - 1;
-			memcpy(out, v, vlen);
-			out[vlen] = '\0';
-			return 1;
-		}
-		line = e;
-	}
-	return 0;
-}
-
 int
 http_header(const struct http_resp *r, const char *name, char *out,
     size_t outsz)
 {
-	return head_header(r->head, name, out, outsz);
+	return wsc_head_header(r->head, name, out, outsz);
 }
 
 int
@@ -442,10 +415,10 @@ http_read(struct http_conn *hc, struct http_resp *r, int timeout_ms)
 	r->head[headlen] = '\0';
 	if (sscanf(r->head, "HTTP/1.%*1[01] %3d", &status) != 1)
 		return -1;
-	if (head_header(r->head, "Content-Length", tmp, sizeof(tmp))) {
+	if (wsc_head_header(r->head, "Content-Length", tmp, sizeof(tmp))) {
 		has_cl = 1;
 		clen = strtoul(tmp, NULL, 10);
-	} else if ((head_header(r->head, "Connection", tmp, sizeof(tmp)) &&
+	} else if ((wsc_head_header(r->head, "Connection", tmp, sizeof(tmp)) &&
 	    strcasestr(tmp, "close") != NULL) ||
 	    strncmp(r->head, "HTTP/1.0", 8) == 0) {
 		to_eof = 1;
