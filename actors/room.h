@@ -23,11 +23,29 @@
  * local list when its JOINED (with the replay) is handled sees every later
  * event exactly once: no gap, no duplicate.
  *
+ * Durability (env->persist set, --db): a sequenced event (and a read
+ * position) becomes a record for the persistence thread and waits on the
+ * room's pending list; when the thread says "committed up to record N"
+ * (room_committed, on the home worker) the room rings the events, fans
+ * them out and acks them, in order. While anything is pending, the room's
+ * other replies and leaves queue behind it, so each connection still hears
+ * its answers in the order it asked. Without --db the same path commits at
+ * once.
+ *
+ * Reads: a room touched first loads its state (max seq, latest events,
+ * dedupe ids, read positions) through the home worker's reader before it
+ * handles its mailbox; history below the ring and requests about messages
+ * older than what it keeps are looked up the same way. While a read is in
+ * flight the room's mailbox waits (so requests keep their order) but
+ * commits still flow; the reader's callback puts it back to work
+ * (env->resume).
+ *
  * Lifetime: the room takes a reference for each joined member; the member's
  * worker drops it when it handles LEFT, after every earlier message from
  * the room. A room is freed (room_tick says so) only with no members, no
- * references, nothing queued, idle for env->idle_ms, and - in memory mode -
- * no events (freeing those would lose the stream and reuse seqs).
+ * references, nothing queued or pending, idle for env->idle_ms, and - in
+ * memory mode - no events (freeing those would lose the stream and reuse
+ * seqs).
  */
 #ifndef PARLEY_ROOM_H
 #define PARLEY_ROOM_H
@@ -41,7 +59,11 @@
 #include "names.h"
 #include "proto.h"
 
+struct db_query;
+struct db_reader;
 struct metrics;
+struct pending;
+struct persist;
 struct room;
 struct session;
 
@@ -50,6 +72,7 @@ struct session;
 #define ROOM_REPLAY_MAX 1000    /* replayed on join at most; more = truncated */
 #define ROOM_DEDUPE_WINDOW 10240 /* client ids remembered per room (at least 10,000) */
 #define ROOM_MEMBERS_MAX 500    /* names listed in joined */
+#define ROOM_LOAD_EVENTS 1024   /* events loaded into the ring at activation */
 #define ROOM_TYPING_REFRESH_MS 3000
 #define ROOM_TYPING_EXPIRE_MS 6000
 
@@ -71,6 +94,10 @@ struct room_env {
 	size_t reply_max_bytes;   /* replay and history frames per request, at most
 	                             (half of --out-limit: never a 1013 by itself;
 	                             0: no byte bound) */
+	struct persist *persist;  /* --db: the persistence thread, else NULL */
+	struct db_reader *reader; /* --db: the home worker's reader */
+	/* A read finished: run the room again (its mailbox waited). */
+	void (*resume)(void *ctx, struct room *r);
 };
 
 enum member_state {
@@ -141,6 +168,7 @@ enum member_event {
 	MEMBER_EV_REPLY,          /* reply = ack, error or history */
 	MEMBER_EV_LEFT,           /* reply = left or NULL; drop the room reference */
 	MEMBER_EV_REFUSED,        /* reply = error; the join did not happen */
+	MEMBER_EV_NOTICE,         /* reply = error to a request that has no reply */
 };
 
 struct member_msg {
@@ -192,6 +220,24 @@ struct room {
 	struct htab ids;          /* struct dedupe by (user, id) */
 	struct dedupe **id_fifo;  /* [id_cap], oldest first from id_head */
 	uint32_t id_head, id_count, id_cap; /* grows to ROOM_DEDUPE_WINDOW, then evicts */
+
+	/* the stream as others see it (== seq in memory mode) */
+	uint64_t committed;       /* last event delivered and acked */
+	uint64_t ring_first;      /* lowest seq the ring may hold */
+	uint64_t authors_base;    /* authors[i] is about seq authors_base + i */
+	struct htab old;          /* struct old_target: messages below authors_base */
+	uint64_t rec;             /* records handed to the persistence thread */
+	uint64_t rec_done;        /* ... and committed */
+	struct pending *pend_head, *pend_tail;
+	uint32_t npending;
+
+	/* reads (home worker) */
+	uint8_t loaded;           /* activation done */
+	uint8_t loading;          /* activation read in flight */
+	uint8_t blocked;          /* another read in flight */
+	uint8_t parked;           /* room_run stopped for a read: resume re-runs it */
+	struct room_msg *stalled; /* the request the read is for */
+	struct db_query *query;
 };
 
 /* The worker a room lives on. */
@@ -219,6 +265,12 @@ enum room_tick_result {
 	ROOM_TICK_KEEP,           /* a timer is pending: tick again */
 	ROOM_TICK_FREE,           /* empty, idle, unreferenced: free it now */
 };
+
+/*
+ * Home worker: the persistence thread committed this room's records up to
+ * rec: ring, fan out and ack them, then what waited behind them.
+ */
+void room_committed(struct room *r, uint64_t rec, const struct room_clock *now);
 
 /* Home worker: typing expiry and the idle check. */
 enum room_tick_result room_tick(struct room *r, const struct room_clock *now);

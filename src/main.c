@@ -40,8 +40,6 @@ main(int argc, char **argv)
 		settings_free(&cfg);
 		return 1;
 	}
-	if (cfg.db != NULL)
-		log_warn("db_ignored reason=\"persistence is not in this version: running in memory\"");
 	if (server_init(&srv, &cfg) != 0) {
 		server_free(&srv);
 		settings_free(&cfg);

@@ -7,6 +7,7 @@
 #include <ck_pr.h>
 
 #include "log.h"
+#include "persist.h"
 #include "room.h"
 #include "rooms.h"
 #include "server.h"
@@ -125,6 +126,8 @@ worker_route_join(struct worker *w, struct room_msg *msg)
 
 /* ---- running rooms ------------------------------------------------------------------ */
 
+static void timed_add(struct worker *w, struct room *r);
+
 static void
 ready_append(struct worker *w, struct room *r)
 {
@@ -176,6 +179,18 @@ timed_remove(struct worker *w, struct room *r)
 	r->timed_prev = r->timed_next = NULL;
 }
 
+/* After the room did something: gauges and timers follow its members. */
+static void
+room_after(struct worker *w, struct room *r, uint32_t was_members)
+{
+	if (was_members == 0 && r->members > 0)
+		METRIC_INC(&w->metrics, rooms_active);
+	else if (was_members > 0 && r->members == 0)
+		METRIC_SUB(&w->metrics, rooms_active, 1);
+	if (room_wants_tick(r))
+		timed_add(w, r);
+}
+
 static void
 room_run_once(struct worker *w, struct room *r)
 {
@@ -185,12 +200,27 @@ room_run_once(struct worker *w, struct room *r)
 	if (room_run(r, ROOM_BUDGET, &now))
 		ready_append(w, r);
 	METRIC_MAX(&w->metrics, mailbox_high_water, r->mb.high_water);
-	if (was_members == 0 && r->members > 0)
-		METRIC_INC(&w->metrics, rooms_active);
-	else if (was_members > 0 && r->members == 0)
-		METRIC_SUB(&w->metrics, rooms_active, 1);
-	if (room_wants_tick(r))
-		timed_add(w, r);
+	room_after(w, r, was_members);
+}
+
+/* The persistence thread committed some of the room's records. */
+static void
+room_commit_once(struct worker *w, struct persist_committed *c)
+{
+	struct room_clock now = clock_now(w);
+	struct room *r = c->room;
+	uint32_t was_members = r->members;
+
+	room_committed(r, c->rec, &now);
+	free(c);
+	room_after(w, r, was_members);
+}
+
+/* env->resume: a read finished; the room's mailbox goes on. */
+static void
+room_resume_cb(void *ctx, struct room *r)
+{
+	ready_append(ctx, r);
 }
 
 /* Run each room that was ready when we started; newcomers wait a turn. */
@@ -254,6 +284,9 @@ rooms_handle(struct worker *w, struct mailbox_msg *msg)
 	case WORKER_MSG_ROOM_OPEN:
 		room_open(w, (struct room_msg *)msg);
 		return 1;
+	case WORKER_MSG_COMMITTED:
+		room_commit_once(w, (struct persist_committed *)msg);
+		return 1;
 	case ROOM_OUT_DELIVER:
 	case ROOM_OUT_MEMBER:
 		room_out_handle(w, msg);
@@ -275,10 +308,13 @@ rooms_init(struct worker *w)
 	w->room_env.metrics = &w->metrics;
 	w->room_env.idle_ms = (uint32_t)(cfg->room_idle * 1000);
 	/*
-	 * Until the database holds the stream, a room with events is its only
-	 * copy, --db or not: freeing it would reuse seqs and forget ids.
+	 * In memory mode a room with events is the stream's only copy: freeing
+	 * it would reuse seqs and forget ids. With --db it loads again.
 	 */
-	w->room_env.keep_events = 1;
+	w->room_env.persist = w->srv->persist;
+	w->room_env.reader = w->reader;
+	w->room_env.resume = room_resume_cb;
+	w->room_env.keep_events = w->srv->persist == NULL;
 	w->room_env.reply_max_bytes = (size_t)cfg->out_limit / 2;
 	w->room_env.ring_max = (size_t)cfg->room_history;
 	w->run_ev = event_new(w->base, -1, 0, run_cb, w);

@@ -42,9 +42,12 @@ readyz(struct conn *c, const struct http_request *req, const char *body, size_t 
 {
 	static const char ready[] = "{\"status\":\"ready\"}";
 
-	/* No database yet: ready while the server accepts work. */
 	if (server_stopping(c->w->srv)) {
 		conn_http_error(c, req, 503, "not_ready", "shutting down", NULL, 0);
+		return;
+	}
+	if (!server_db_ready(c->w->srv)) {
+		conn_http_error(c, req, 503, "not_ready", "the database is unavailable", NULL, 0);
 		return;
 	}
 	conn_http_respond(c, req, 200, "application/json", NULL, ready, sizeof(ready) - 1, 0);

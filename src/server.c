@@ -17,6 +17,7 @@
 #include <openssl/rand.h>
 
 #include "log.h"
+#include "persist.h"
 #include "server.h"
 #include "session.h"
 #include "settings.h"
@@ -164,6 +165,38 @@ session_prefix(struct server *srv)
 	    r[0], r[1], r[2], r[3]);
 }
 
+/* Rooms tell the persistence thread's commits to their home worker. */
+static void
+persist_post(void *ctx, unsigned w, struct mailbox_msg *msg)
+{
+	struct server *srv = ctx;
+
+	worker_post(srv->workers[w], msg);
+}
+
+static int
+server_persist_new(struct server *srv, const struct settings *cfg)
+{
+	struct persist_config pc;
+
+	memset(&pc, 0, sizeof(pc));
+	pc.conninfo = cfg->db;
+	pc.batch_max = (unsigned)cfg->batch_max;
+	pc.batch_delay_ms = (unsigned)cfg->batch_delay;
+	pc.backlog = cfg->backlog;
+	pc.committed_kind = WORKER_MSG_COMMITTED;
+	pc.post = persist_post;
+	pc.ctx = srv;
+	srv->persist = persist_new(&pc);
+	return srv->persist == NULL ? -1 : 0;
+}
+
+int
+server_db_ready(const struct server *srv)
+{
+	return srv->persist == NULL || persist_ready(srv->persist);
+}
+
 int
 server_init(struct server *srv, const struct settings *cfg)
 {
@@ -196,6 +229,8 @@ server_init(struct server *srv, const struct settings *cfg)
 	if (load_jwt_secret(srv, cfg) != 0)
 		return -1;
 	session_prefix(srv);
+	if (cfg->db != NULL && server_persist_new(srv, cfg) != 0)
+		return -1;
 
 	srv->workers = xcalloc(srv->nworkers, sizeof(*srv->workers));
 	for (unsigned i = 0; i < srv->nworkers; i++) {
@@ -267,6 +302,11 @@ server_run(struct server *srv)
 			goto out;
 		}
 	}
+	if (srv->persist != NULL && (errno = persist_start(srv->persist)) != 0) {
+		log_error("persist_start_failed error=\"%s\"", strerror(errno));
+		status = 1;
+		goto out;
+	}
 	for (unsigned i = 0; i < srv->nworkers; i++) {
 		int err = worker_start(srv->workers[i]);
 
@@ -305,11 +345,20 @@ server_free(struct server *srv)
 		for (unsigned i = 0; i < srv->nworkers; i++)
 			worker_close_conns(srv->workers[i]);
 		worker_quiesce(srv->workers, srv->nworkers);
+		if (srv->persist != NULL) {
+			/* Whatever is still queued is committed before we go. */
+			persist_stop(srv->persist, 0);
+			worker_quiesce(srv->workers, srv->nworkers);
+		}
 free_workers:
 		for (unsigned i = 0; i < srv->nworkers; i++)
 			if (srv->workers[i] != NULL)
 				worker_free(srv->workers[i]);
 		free(srv->workers);
+	}
+	if (srv->persist != NULL) {
+		persist_stop(srv->persist, 1);   /* init failed part-way: nothing was acked */
+		persist_free(srv->persist);
 	}
 	if (srv->base != NULL)
 		event_base_free(srv->base);

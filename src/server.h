@@ -16,6 +16,7 @@
 
 #include "jwt.h"
 
+struct persist;
 struct settings;
 struct worker;
 struct event_base;
@@ -38,6 +39,7 @@ struct server {
 	char session_prefix[9];        /* shared, read-only: random per run */
 
 	struct event_base *base;       /* main thread: signals only */
+	struct persist *persist;       /* --db: the persistence thread, else NULL */
 };
 
 /* Descriptors kept back from the open-files limit for listeners, eventfds,
@@ -58,5 +60,8 @@ void server_free(struct server *srv);
 
 /* Any thread: 1 once shutdown has started. */
 int server_stopping(const struct server *srv);
+
+/* Any thread: 1 when the database (if any) takes writes: /readyz. */
+int server_db_ready(const struct server *srv);
 
 #endif

@@ -31,7 +31,6 @@ struct option_def {
 };
 
 #define OFF(field) offsetof(struct settings, field)
-#define LATER " [later]"
 
 /* The order here is the order of --help and of the bits in set_on_cmdline. */
 static const struct option_def options[] = {
@@ -40,7 +39,7 @@ static const struct option_def options[] = {
 	{ "threads", 't', OPT_UINT, OFF(threads), 1, 256, "N",
 	  "I/O worker threads (default: number of online CPUs)" },
 	{ "db", 'd', OPT_STRING, OFF(db), 0, 0, "CONNINFO",
-	  "PostgreSQL conninfo or URI (default: in-memory mode)" LATER },
+	  "PostgreSQL conninfo or URI (default: in-memory mode)" },
 	{ "jwt-secret-file", 0, OPT_STRING, OFF(jwt_secret_file), 0, 0, "FILE",
 	  "HS256 secret (default: env PARLEY_JWT_SECRET)" },
 	{ "jwt-issuer", 0, OPT_STRING, OFF(jwt_issuer), 0, 0, "S",
@@ -76,11 +75,11 @@ static const struct option_def options[] = {
 	{ "room-history", 0, OPT_UINT, OFF(room_history), 1024, 10000000, "N",
 	  "latest events each room keeps in memory for replay and history (default 10000)" },
 	{ "batch-max", 0, OPT_UINT, OFF(batch_max), 1, 100000, "ROWS",
-	  "persistence batch size (default 1000)" LATER },
+	  "persistence batch size (default 1000)" },
 	{ "batch-delay", 0, OPT_UINT, OFF(batch_delay), 0, 10000, "MS",
-	  "persistence batch delay (default 2)" LATER },
+	  "persistence batch delay (default 2)" },
 	{ "backlog", 0, OPT_UINT, OFF(backlog), 1, 100000000, "N",
-	  "events held while the database is unreachable (default 100000)" LATER },
+	  "events held while the database is unreachable (default 100000)" },
 	{ "config", 'c', OPT_ACTION, OFF(config_file), 0, 0, "FILE",
 	  "config file: key = value lines with these long names" },
 	{ "log-level", 0, OPT_LOGLEVEL, OFF(log_level), 0, 0, "LEVEL",

@@ -15,6 +15,8 @@
 
 #include "conn.h"
 #include "log.h"
+#include "persist.h"
+#include "reader.h"
 #include "rooms.h"
 #include "server.h"
 #include "settings.h"
@@ -168,7 +170,22 @@ static void
 stop_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
+	struct persist *p = w->srv->persist;
 
+	/*
+	 * Events accepted before the signal are committed, delivered and
+	 * acked before anyone is dropped: while the database still holds
+	 * some, keep waiting (systemd's stop timeout is the last word).
+	 */
+	if (p != NULL && persist_inflight(p) > 0) {
+		struct timeval again = { 1, 0 };
+
+		if (w->waiting_logged++ % 5 == 0)
+			log_warn("shutdown_waiting_for_db worker=%u records=%llu", w->id,
+			    (unsigned long long)persist_inflight(p));
+		event_add(w->stop_ev, &again);
+		return;
+	}
 	/* Grace period over: whoever has not answered our 1001 is dropped. */
 	while (w->conns != NULL)
 		conn_destroy(w->conns, 1);
@@ -318,8 +335,10 @@ worker_new(struct server *srv, unsigned id, int listen_fd)
 	event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
 	w->base = event_base_new_with_config(ec);
 	event_config_free(ec);
+	if (w->base != NULL && srv->persist != NULL)
+		w->reader = db_reader_new(w->base, srv->cfg->db, id, &srv->persist->schema_ready);
 	if (w->base == NULL || mailbox_init(&w->mb) != 0 || worker_events(w) != 0 ||
-	    rooms_init(w) != 0)
+	    (srv->persist != NULL && w->reader == NULL) || rooms_init(w) != 0)
 		goto fail;
 	return w;
 fail:
@@ -361,6 +380,8 @@ worker_free(struct worker *w)
 	struct mailbox_msg *m;
 
 	worker_close_conns(w);
+	db_reader_free(w->reader);   /* first: queries name rooms */
+	w->reader = NULL;
 	rooms_free(w);
 	if (w->mb.efd >= 0)
 		while ((m = mailbox_take(&w->mb)) != NULL)

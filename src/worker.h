@@ -24,12 +24,14 @@ struct room;
 struct room_msg;
 struct event;
 struct event_base;
+struct db_reader;
 
 /* Messages a worker accepts in its mailbox. */
 enum worker_msg_kind {
 	WORKER_MSG_SHUTDOWN = 1,  /* stop accepting, close clients with 1001, exit */
 	WORKER_MSG_ROOM_RUN,      /* a room homed here has mail (struct room.run_msg) */
 	WORKER_MSG_ROOM_OPEN,     /* a struct room_msg JOIN for a room homed here, by name */
+	WORKER_MSG_COMMITTED,     /* struct persist_committed for a room homed here */
 	/* ROOM_OUT_DELIVER, ROOM_OUT_MEMBER (room.h): what rooms send members */
 };
 
@@ -80,6 +82,8 @@ struct worker {
 	struct room *timed_head;       /* rooms needing room_tick */
 	uint64_t last_room_tick_ms;
 	uint64_t sessions;             /* sessions started here (for their ids) */
+	struct db_reader *reader;      /* --db: this worker's non-blocking reads */
+	int waiting_logged;            /* stopping: "waiting for the database" said */
 
 	uint8_t *rbuf;                 /* read scratch shared by all its connections */
 	size_t rbuf_size;

@@ -73,7 +73,8 @@ PGDIR=
 pick_port() {
 	local p
 	for _ in $(seq 1 50); do
-		p=$(( 20000 + RANDOM % 30000 ))
+		# Below the ephemeral range: a client's local port cannot take it.
+		p=$(( 20000 + RANDOM % 12000 ))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return 0
@@ -192,9 +193,17 @@ else
 		PGDIR=
 	else
 		start_server persist --db "$conninfo"
-		if grep -q db_ignored "$OUT/parleyd-persist.log"; then
-			# Say so rather than present in-memory acks as durable ones.
-			persist_note="skipped: this parleyd has no persistence yet (it ignored --db)"
+		# Acks mean durable only once the schema is in and the database
+		# answers: /readyz says so.
+		ready=
+		for _ in $(seq 1 100); do
+			curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && { ready=1; break; }
+			sleep 0.1
+		done
+		if [ -z "$ready" ]; then
+			echo "--- persist FAILED: parleyd --db never became ready"
+			cat "$OUT/parleyd-persist.log" >&2
+			failed=1
 		else
 			bench persist persist -c 200 -r 100 -p 1 --rate "$PERSIST_RATE" \
 				-d "$DUR" --warmup "$WARM" --drain "$DRAIN"

@@ -1,0 +1,143 @@
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "persist.h"
+#include "store.h"
+#include "xmalloc.h"
+
+/* Room names are [A-Za-z0-9._:-] (names.h): no quote can occur, but the
+ * literal is still built as if one could. */
+static void
+literal(char *out, size_t cap, const char *s)
+{
+	size_t o = 0;
+
+	out[o++] = '\'';
+	for (; *s != '\0' && o + 3 < cap; s++) {
+		if (*s == '\'')
+			out[o++] = '\'';
+		out[o++] = *s;
+	}
+	out[o++] = '\'';
+	out[o] = '\0';
+}
+
+#define EVENT_COLUMNS \
+	"e.seq, e.kind, e.user_name, e.target, e.body, e.emoji, e.add, e.client_id, e.ts, " \
+	"e.kind IN ('message', 'edit') AND EXISTS (SELECT 1 FROM events d " \
+	"WHERE d.room = e.room AND d.kind = 'delete' AND d.target = " \
+	"CASE WHEN e.kind = 'message' THEN e.seq ELSE e.target END)"
+
+static char *
+format(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	s = xmalloc((size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(s, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return s;
+}
+
+char *
+store_sql_activate(const char *room, unsigned ring, unsigned ids_max)
+{
+	char q[160];
+
+	literal(q, sizeof(q), room);
+	return format(
+	    "SELECT coalesce(max(seq), 0), coalesce(max(ts), 0), "
+	    "EXISTS (SELECT 1 FROM rooms WHERE name = %s) FROM events WHERE room = %s;"
+	    "SELECT " EVENT_COLUMNS " FROM events e WHERE e.room = %s "
+	    "ORDER BY e.seq DESC LIMIT %u;"
+	    "SELECT user_name, client_id, seq, ts FROM events WHERE room = %s "
+	    "AND client_id IS NOT NULL ORDER BY seq DESC LIMIT %u;"
+	    "SELECT user_name, seq FROM read_positions WHERE room = %s",
+	    q, q, q, ring, q, ids_max, q);
+}
+
+char *
+store_sql_page(const char *room, uint64_t top, unsigned limit)
+{
+	char q[160];
+
+	literal(q, sizeof(q), room);
+	return format("SELECT " EVENT_COLUMNS " FROM events e WHERE e.room = %s "
+	    "AND e.seq <= %llu ORDER BY e.seq DESC LIMIT %u",
+	    q, (unsigned long long)top, limit + 1);
+}
+
+char *
+store_sql_target(const char *room, uint64_t target)
+{
+	char q[160];
+	unsigned long long t = (unsigned long long)target;
+
+	literal(q, sizeof(q), room);
+	return format(
+	    "SELECT kind, user_name FROM events WHERE room = %s AND seq = %llu;"
+	    "SELECT EXISTS (SELECT 1 FROM events WHERE room = %s AND target = %llu "
+	    "AND kind = 'delete');"
+	    "SELECT user_name, emoji, add FROM events WHERE room = %s AND target = %llu "
+	    "AND kind = 'reaction' ORDER BY seq",
+	    q, t, q, t, q, t);
+}
+
+int
+store_kind(const char *s)
+{
+	if (strcmp(s, "message") == 0)
+		return PERSIST_MESSAGE;
+	if (strcmp(s, "edit") == 0)
+		return PERSIST_EDIT;
+	if (strcmp(s, "delete") == 0)
+		return PERSIST_DELETE;
+	if (strcmp(s, "reaction") == 0)
+		return PERSIST_REACTION;
+	return -1;
+}
+
+int64_t
+store_int(const PGresult *r, int row, int col)
+{
+	if (PQgetisnull(r, row, col))
+		return 0;
+	return strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static const char *
+text_or_null(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+int
+store_event_row(const PGresult *r, int row, struct stored_event *ev)
+{
+	if (PQnfields(r) < 10 || row >= PQntuples(r))
+		return -1;
+	memset(ev, 0, sizeof(*ev));
+	ev->seq = (uint64_t)store_int(r, row, 0);
+	if ((ev->type = store_kind(PQgetvalue(r, row, 1))) < 0 || ev->seq == 0)
+		return -1;
+	ev->user = PQgetvalue(r, row, 2);
+	ev->target = store_int(r, row, 3);
+	ev->body = text_or_null(r, row, 4);
+	ev->body_len = ev->body != NULL ? (size_t)PQgetlength(r, row, 4) : 0;
+	ev->emoji = text_or_null(r, row, 5);
+	ev->add = !PQgetisnull(r, row, 6) && PQgetvalue(r, row, 6)[0] == 't';
+	ev->id = text_or_null(r, row, 7);
+	ev->ts = store_int(r, row, 8);
+	ev->deleted = PQgetvalue(r, row, 9)[0] == 't';
+	return 0;
+}

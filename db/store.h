@@ -1,0 +1,63 @@
+/*
+ * store.h - the reads of a room's stream: the SQL the readers send and the
+ * parsing of what comes back. Pure functions, any thread; no connection.
+ *
+ * Every query names the room by its (checked) name, quoted as a literal,
+ * and is one round trip (several statements where several answers are
+ * needed).
+ */
+#ifndef PARLEY_STORE_H
+#define PARLEY_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+/* One stored event, pointing into a PGresult (valid while it is). */
+struct stored_event {
+	uint64_t seq;
+	int type;                 /* enum persist_event_type */
+	const char *user;
+	int64_t target;           /* 0 for a message */
+	const char *body;         /* NULL for delete and reaction */
+	size_t body_len;
+	const char *emoji;        /* reaction */
+	int add;                  /* reaction */
+	const char *id;           /* NULL without a client id */
+	int64_t ts;
+	int deleted;              /* a message or edit whose message was deleted */
+};
+
+/*
+ * Room activation, four results:
+ *   0: max seq, max ts, whether the room has a row in rooms
+ *   1: the latest ring events, newest first (store_event_row)
+ *   2: the latest ids_max client ids, newest first: user, id, seq, ts
+ *   3: read positions: user, seq
+ */
+char *store_sql_activate(const char *room, unsigned ring, unsigned ids_max);
+#define STORE_ACTIVATE_RESULTS 4
+
+/* The latest limit + 1 events with seq <= top, newest first. */
+char *store_sql_page(const char *room, uint64_t top, unsigned limit);
+
+/*
+ * What a request about an old message (below what the room keeps) needs:
+ *   0: the event at seq target: kind, user
+ *   1: whether a delete targets it
+ *   2: its reactions in order: user, emoji, add
+ */
+char *store_sql_target(const char *room, uint64_t target);
+#define STORE_TARGET_RESULTS 3
+
+/* Row row of a result of stored events; 0, or -1 if it does not parse. */
+int store_event_row(const PGresult *r, int row, struct stored_event *ev);
+
+/* "message", ... -> enum persist_event_type, or -1. */
+int store_kind(const char *s);
+
+/* Column col of row as an integer (0 when NULL). */
+int64_t store_int(const PGresult *r, int row, int col);
+
+#endif
