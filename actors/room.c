@@ -850,38 +850,11 @@ persist_type(enum frame_type t)
 	}
 }
 
-/*
- * The frame of an event, exactly as members receive it live; a deleted
- * message (or an edit of one) shows an empty body and "deleted": true.
- * Live events and events read back from the database both come here.
- */
+/* The frame of an event, exactly as members receive it live. */
 static struct frame *
 event_frame(const struct room *r, const struct stored_event *ev)
 {
-	static const char *const names[] = {
-		[PERSIST_MESSAGE] = "message", [PERSIST_EDIT] = "edit",
-		[PERSIST_DELETE] = "delete", [PERSIST_REACTION] = "reaction",
-	};
-	json_t *o = proto_reply(names[ev->type], NULL);
-
-	json_object_set_new(o, "room", json_string(r->name));
-	json_object_set_new(o, "seq", json_integer((json_int_t)ev->seq));
-	if (ev->type != PERSIST_MESSAGE)
-		json_object_set_new(o, "target", json_integer(ev->target));
-	json_object_set_new(o, "user", json_string(ev->user));
-	if (ev->type == PERSIST_MESSAGE || ev->type == PERSIST_EDIT)
-		json_object_set_new(o, "body", ev->deleted ? json_string("") :
-		    json_stringn(ev->body != NULL ? ev->body : "", ev->body_len));
-	if (ev->type == PERSIST_REACTION) {
-		json_object_set_new(o, "emoji", json_string(ev->emoji != NULL ? ev->emoji : ""));
-		json_object_set_new(o, "add", json_boolean(ev->add));
-	}
-	json_object_set_new(o, "ts", json_integer(ev->ts));
-	if (ev->id != NULL)
-		json_object_set_new(o, "id", json_string(ev->id));
-	if (ev->deleted)
-		json_object_set_new(o, "deleted", json_true());
-	return take_frame(o, frame_of[ev->type]);
+	return take_frame(store_event_json(r->name, ev), frame_of[ev->type]);
 }
 
 /* Put a committed event into the ring (it may push the oldest out). */

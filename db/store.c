@@ -93,6 +93,53 @@ store_sql_target(const char *room, uint64_t target)
 	    q, t, q, t, q, t);
 }
 
+char *
+store_sql_events_api(const char *room, const char *user, uint64_t top, unsigned limit)
+{
+	char q[160], u[80];
+	char *page = store_sql_page(room, top, limit), *sql;
+
+	literal(q, sizeof(q), room);
+	literal(u, sizeof(u), user);
+	sql = format("SELECT EXISTS (SELECT 1 FROM rooms WHERE name = %s) OR "
+	    "EXISTS (SELECT 1 FROM events WHERE room = %s), "
+	    "coalesce((SELECT private FROM rooms WHERE name = %s), false), "
+	    "EXISTS (SELECT 1 FROM members WHERE room = %s AND user_name = %s);%s",
+	    q, q, q, q, u, page);
+	free(page);
+	return sql;
+}
+
+json_t *
+store_event_json(const char *room, const struct stored_event *ev)
+{
+	static const char *const names[] = {
+		[PERSIST_MESSAGE] = "message", [PERSIST_EDIT] = "edit",
+		[PERSIST_DELETE] = "delete", [PERSIST_REACTION] = "reaction",
+	};
+	json_t *o = json_object();
+
+	json_object_set_new(o, "type", json_string(names[ev->type]));
+	json_object_set_new(o, "room", json_string(room));
+	json_object_set_new(o, "seq", json_integer((json_int_t)ev->seq));
+	if (ev->type != PERSIST_MESSAGE)
+		json_object_set_new(o, "target", json_integer(ev->target));
+	json_object_set_new(o, "user", json_string(ev->user));
+	if (ev->type == PERSIST_MESSAGE || ev->type == PERSIST_EDIT)
+		json_object_set_new(o, "body", ev->deleted ? json_string("") :
+		    json_stringn(ev->body != NULL ? ev->body : "", ev->body_len));
+	if (ev->type == PERSIST_REACTION) {
+		json_object_set_new(o, "emoji", json_string(ev->emoji != NULL ? ev->emoji : ""));
+		json_object_set_new(o, "add", json_boolean(ev->add));
+	}
+	json_object_set_new(o, "ts", json_integer(ev->ts));
+	if (ev->id != NULL)
+		json_object_set_new(o, "id", json_string(ev->id));
+	if (ev->deleted)
+		json_object_set_new(o, "deleted", json_true());
+	return o;
+}
+
 int
 store_kind(const char *s)
 {

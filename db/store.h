@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
 #include <libpq-fe.h>
 
 /* One stored event, pointing into a PGresult (valid while it is). */
@@ -50,6 +51,22 @@ char *store_sql_page(const char *room, uint64_t top, unsigned limit);
  */
 char *store_sql_target(const char *room, uint64_t target);
 #define STORE_TARGET_RESULTS 3
+
+/*
+ * The JSON of an event exactly as members receive it live (PROTOCOL.md
+ * section 3): a deleted message (or an edit of one) shows an empty body and
+ * "deleted": true. Live events and events read back both come here.
+ */
+json_t *store_event_json(const char *room, const struct stored_event *ev);
+
+/*
+ * GET /api/rooms/{room}/events for user, two results:
+ *   0: whether the room exists, whether it is private, whether user is a member
+ *   1: as store_sql_page
+ */
+char *store_sql_events_api(const char *room, const char *user, uint64_t top,
+    unsigned limit);
+#define STORE_EVENTS_API_RESULTS 2
 
 /* Row row of a result of stored events; 0, or -1 if it does not parse. */
 int store_event_row(const PGresult *r, int row, struct stored_event *ev);

@@ -17,6 +17,7 @@
 #include "conn.h"
 #include "frame.h"
 #include "http.h"
+#include "reader.h"
 #include "log.h"
 #include "router.h"
 #include "server.h"
@@ -177,6 +178,9 @@ conn_destroy(struct conn *c, int abort)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	METRIC_SUB(&w->metrics, connections, 1);
+	if (c->http_query != NULL)
+		db_reader_cancel(w->reader, c->http_query);
+	free(c->http_ctx);
 	if (c->sess != NULL)
 		session_free(c->sess);
 	if (c->dec != NULL) {
@@ -549,7 +553,7 @@ conn_http_process(struct conn *c, size_t first_read)
 {
 	struct http_request req;
 
-	while (c->state == CONN_HTTP && c->http_len > 0) {
+	while (c->state == CONN_HTTP && c->http_len > 0 && c->http_query == NULL) {
 		int r;
 		size_t body_len, total;
 
@@ -660,6 +664,23 @@ conn_http_backpressure(struct conn *c)
 		c->read_paused = 1;
 	}
 	return 1;
+}
+
+void
+conn_http_wait(struct conn *c, struct db_query *q, void *ctx)
+{
+	c->http_query = q;
+	c->http_ctx = ctx;
+}
+
+void
+conn_http_resume_after_wait(struct conn *c)
+{
+	c->http_query = NULL;
+	free(c->http_ctx);
+	c->http_ctx = NULL;
+	conn_http_process(c, 0);
+	conn_http_settle(c);
 }
 
 static void

@@ -30,6 +30,7 @@ struct evbuffer;
 struct frame;
 struct session;
 struct http_request;
+struct db_query;
 
 enum conn_state {
 	CONN_HTTP = 0,     /* reading requests (keep-alive, pipelining) */
@@ -67,6 +68,9 @@ struct conn {
 	uint32_t http_len, http_cap;
 	uint32_t http_scanned;    /* bytes searched for the end of the head */
 	uint32_t http_need;       /* head parsed: bytes needed with its body */
+	struct db_query *http_query; /* an answer being read from the database:
+	                                later requests wait their turn */
+	void *http_ctx;           /* the route's state for it (free()d with c) */
 
 	struct ws_decoder *dec;   /* WebSocket: allocated at the upgrade */
 	struct session *sess;     /* WebSocket: the chat session, from the upgrade */
@@ -123,6 +127,15 @@ void conn_http_respond(struct conn *c, const struct http_request *req,
 void conn_http_error(struct conn *c, const struct http_request *req,
     int status, const char *code, const char *message,
     const char *extra_headers, int close);
+
+/*
+ * The answer to the current request comes from the database (q, on this
+ * worker's reader): pipelined requests behind it wait. ctx is the route's
+ * and is freed with the connection if it goes first (q is cancelled).
+ */
+void conn_http_wait(struct conn *c, struct db_query *q, void *ctx);
+/* The answer was queued (conn_http_respond): go on with what waited. */
+void conn_http_resume_after_wait(struct conn *c);
 
 /* Switch an HTTP connection to WebSocket after the 101 was queued. */
 void conn_upgrade(struct conn *c, int subprotocol);

@@ -1,21 +1,28 @@
 #include "config.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <event2/buffer.h>
+#include <jansson.h>
 
 #include "conn.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "names.h"
+#include "proto.h"
+#include "reader.h"
 #include "router.h"
+#include "store.h"
 #include "jwt.h"
 #include "server.h"
 #include "session.h"
 #include "settings.h"
 #include "worker.h"
 #include "ws.h"
+#include "xmalloc.h"
 
 typedef void route_fn(struct conn *, const struct http_request *, const char *, size_t);
 
@@ -139,19 +146,175 @@ upgrade_token(struct conn *c, const struct http_request *req, char *user)
 /*
  * PROTOCOL.md section 7: every /api/ path but register and login needs a
  * valid bearer token, checked before anything else. Returns 1 when the
- * request was answered.
+ * request was answered; claims holds the caller otherwise.
  */
 static int
-api_unauthorized(struct conn *c, const struct http_request *req)
+api_unauthorized(struct conn *c, const struct http_request *req,
+    struct jwt_claims *claims)
 {
 	char token[JWT_MAX_LEN + 1];
-	struct jwt_claims claims;
 
 	if (req->path.len < 5 || memcmp(req->path.p, "/api/", 5) != 0 ||
 	    http_str_eq(req->path, "/api/register") ||
 	    http_str_eq(req->path, "/api/login"))
 		return 0;
-	return verify_or_401(c, req, token, bearer_token(req, token), &claims) < 0;
+	return verify_or_401(c, req, token, bearer_token(req, token), claims) < 0;
+}
+
+/* ---- GET /api/rooms/{room}/events ------------------------------------------- */
+
+#define ROOMS_PREFIX "/api/rooms/"
+#define EVENTS_SUFFIX "/events"
+
+/* What the answer needs once the database has spoken. */
+struct events_ctx {
+	struct conn *c;
+	struct http_request req;  /* method, version, keep-alive: its strings are gone */
+	unsigned limit;
+	char room[NAMES_ROOM_STR_MAX + 1];
+};
+
+/* The room of /api/rooms/{room}/events into room; 1 if the path is one. */
+static int
+events_path(const struct http_request *req, char *room)
+{
+	size_t plen = sizeof(ROOMS_PREFIX) - 1, slen = sizeof(EVENTS_SUFFIX) - 1;
+	size_t n;
+
+	if (req->path.len <= plen + slen ||
+	    memcmp(req->path.p, ROOMS_PREFIX, plen) != 0 ||
+	    memcmp(req->path.p + req->path.len - slen, EVENTS_SUFFIX, slen) != 0)
+		return 0;
+	n = req->path.len - plen - slen;
+	if (n > NAMES_ROOM_STR_MAX)
+		n = NAMES_ROOM_STR_MAX + 1;   /* too long: invalid below */
+	else
+		memcpy(room, req->path.p + plen, n);
+	room[n <= NAMES_ROOM_STR_MAX ? n : 0] = '\0';
+	return 1;
+}
+
+/* A positive integer query parameter: 1 found, 0 absent, -1 invalid. */
+static int
+query_uint(const struct http_request *req, const char *name, uint64_t *v)
+{
+	char buf[24], *end;
+	int len = http_query_param(req->query, name, buf, sizeof(buf));
+
+	if (len == -1)
+		return 0;
+	if (len <= 0 || buf[0] < '0' || buf[0] > '9')
+		return -1;
+	*v = strtoull(buf, &end, 10);
+	return *end == '\0' && *v >= 1 && *v <= INT64_MAX ? 1 : -1;
+}
+
+static void
+events_answer(void *arg, PGresult *const *res, int nres, const char *error)
+{
+	struct events_ctx *x = arg;
+	struct conn *c = x->c;
+	json_t *o, *events;
+	char *body;
+	int rows, more;
+
+	if (error != NULL || nres != STORE_EVENTS_API_RESULTS ||
+	    PQresultStatus(res[0]) != PGRES_TUPLES_OK || PQresultStatus(res[1]) != PGRES_TUPLES_OK) {
+		log_warn("db_read_failed read=events_api room=%s error=\"%s\"", x->room,
+		    error != NULL ? error : "unexpected results");
+		conn_http_error(c, &x->req, 503, "unavailable",
+		    "the database is unavailable; retry later", "Retry-After: 1\r\n", 0);
+		conn_http_resume_after_wait(c);
+		return;
+	}
+	if (PQgetvalue(res[0], 0, 0)[0] != 't') {
+		conn_http_error(c, &x->req, 404, "not_found", "no such room", NULL, 0);
+	} else if (PQgetvalue(res[0], 0, 1)[0] == 't' && PQgetvalue(res[0], 0, 2)[0] != 't') {
+		conn_http_error(c, &x->req, 403, "forbidden", "this room is private", NULL, 0);
+	} else {
+		rows = PQntuples(res[1]);
+		more = rows > (int)x->limit;
+		if (more)
+			rows = (int)x->limit;
+		events = json_array();
+		for (int i = rows - 1; i >= 0; i--) {   /* newest first: ascending out */
+			struct stored_event ev;
+
+			if (store_event_row(res[1], i, &ev) == 0)
+				json_array_append_new(events, store_event_json(x->room, &ev));
+		}
+		o = json_pack("{s:o, s:b}", "events", events, "more", more);
+		body = json_dumps(o, JSON_COMPACT);
+		conn_http_respond(c, &x->req, 200, "application/json", NULL, body,
+		    strlen(body), 0);
+		free(body);
+		json_decref(o);
+	}
+	conn_http_resume_after_wait(c);   /* frees x */
+}
+
+/*
+ * The stream of a room from the database (everything committed is
+ * there), as the history frame: {events, more}. Without --db there is no
+ * database to read: 503 says so.
+ */
+static void
+room_events(struct conn *c, const struct http_request *req, const char *user,
+    const char *room)
+{
+	struct db_reader *rd = c->w->reader;
+	uint64_t before = 0, limit = PROTO_HISTORY_DEFAULT;
+	struct events_ctx *x;
+	struct db_query *q;
+	const char *a, *b;
+	size_t alen, blen;
+	int rb, rl;
+
+	if (req->method != HTTP_GET && req->method != HTTP_HEAD) {
+		conn_http_error(c, req, 405, "method_not_allowed",
+		    "method not allowed on this path", "Allow: GET, HEAD\r\n", 0);
+		return;
+	}
+	if (!names_valid_room(room, strlen(room))) {
+		conn_http_error(c, req, 404, "not_found", "not a valid room name", NULL, 0);
+		return;
+	}
+	if ((rb = query_uint(req, "before", &before)) < 0 ||
+	    (rl = query_uint(req, "limit", &limit)) < 0) {
+		conn_http_error(c, req, 400, "bad_request",
+		    "before and limit must be integers of at least 1", NULL, 0);
+		return;
+	}
+	if (limit > PROTO_HISTORY_MAX)
+		limit = PROTO_HISTORY_MAX;
+	if (names_parse_dm(room, strlen(room), &a, &alen, &b, &blen) &&
+	    !names_dm_admits(room, strlen(room), user)) {
+		conn_http_error(c, req, 403, "forbidden",
+		    "this direct-message room admits only its two users", NULL, 0);
+		return;
+	}
+	if (rd == NULL) {
+		conn_http_error(c, req, 503, "unavailable",
+		    "the events API reads the database: this parleyd runs without --db",
+		    NULL, 0);
+		return;
+	}
+	x = xcalloc(1, sizeof(*x));
+	x->c = c;
+	x->req.method = req->method;
+	x->req.minor = req->minor;
+	x->req.keep_alive = req->keep_alive;
+	x->limit = (unsigned)limit;
+	memcpy(x->room, room, strlen(room) + 1);
+	q = db_reader_query(rd, store_sql_events_api(room, user,
+	    rb ? before - 1 : (uint64_t)INT64_MAX, (unsigned)limit), events_answer, x);
+	if (q == NULL) {
+		free(x);
+		conn_http_error(c, req, 503, "unavailable",
+		    "the database is unavailable; retry later", "Retry-After: 1\r\n", 0);
+		return;
+	}
+	conn_http_wait(c, q, x);
 }
 
 /* RFC 6455 section 4.2: validate the opening handshake, answer 101. */
@@ -218,10 +381,15 @@ void
 router_dispatch(struct conn *c, const struct http_request *req,
     const char *body, size_t body_len)
 {
-	char allow[64];
+	char allow[64], room[NAMES_ROOM_STR_MAX + 2];
+	struct jwt_claims claims;
 
-	if (api_unauthorized(c, req))
+	if (api_unauthorized(c, req, &claims))
 		return;
+	if (events_path(req, room)) {
+		room_events(c, req, claims.sub, room);
+		return;
+	}
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		const struct route *r = &routes[i];
 

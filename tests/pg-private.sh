@@ -5,6 +5,12 @@
 #   tests/pg-private.sh start DIR   initdb + start a cluster in DIR, print its
 #                                   libpq conninfo (also in DIR/conninfo)
 #   tests/pg-private.sh stop DIR    stop it and remove DIR
+#   tests/pg-private.sh pause DIR   stop it but keep DIR (data, port, conninfo)
+#   tests/pg-private.sh resume DIR  start a paused cluster again: same data,
+#                                   same port, same conninfo (printed again)
+#
+# pause and resume let a test take the database away under a running client
+# (parleyd) and bring it back; stop still removes everything, paused or not.
 #
 # Who calls it: the test harness of parley's database tests (one cluster per
 # test run), `make bench` and .ci/run. Nothing here touches a system cluster:
@@ -38,6 +44,9 @@ usage() {
 Usage: $0 start DIR    create DIR if needed, initdb a cluster in DIR/data,
                        start it and print its conninfo (also in DIR/conninfo)
        $0 stop DIR     stop the cluster in DIR and remove DIR
+       $0 pause DIR    stop the cluster in DIR, keeping its data and port
+       $0 resume DIR   start a paused cluster again (same port, same data)
+                       and print its conninfo
        $0 --help       this text
 Environment: PG_BINDIR (PostgreSQL bin directory), PG_PORT (force the TCP
 port), PG_RUNAS (unprivileged user when run as root, default nobody).
@@ -414,36 +423,91 @@ EOF
 
 # --------------------------------------------------------------------- stop
 
+# Resolve $1 to a directory start made (or an empty one); sets DIR.
+our_dir() {
+	local arg=$1
+	[ -d "$arg" ] || die "$arg is not a directory"
+	DIR=$(cd "$arg" && pwd -P) || die "cannot resolve $arg"
+	[ "$DIR" != / ] || die "refusing to use /"
+	# Only what start made: DIR marked as ours, or an empty DIR.
+	if [ ! -e "$DIR/.pg-private" ] && [ -n "$(ls -A "$DIR")" ]; then
+		die "$DIR was not made by $prog start (no .pg-private marker)"
+	fi
+}
+
+# When root, run PostgreSQL programs as the owner of $1/data (as start did).
+as_data_owner() {
+	[ "$(id -u)" -eq 0 ] || return 0
+	RUN_UID=$(stat -c %u "$1/data")
+	RUN_GID=$(stat -c %g "$1/data")
+	if [ "$RUN_UID" -eq 0 ]; then
+		RUN_UID=""; RUN_GID=""
+		return 1
+	fi
+	set_pgrun
+}
+
 do_stop() {
 	local arg=$1 dir
 	if [ ! -e "$arg" ] && [ ! -L "$arg" ]; then
 		return 0
 	fi
-	[ -d "$arg" ] || die "$arg is not a directory"
-	dir=$(cd "$arg" && pwd -P) || die "cannot resolve $arg"
-	[ "$dir" != / ] || die "refusing to remove /"
-	# rm -rf only what start made: DIR marked as ours, or an empty DIR.
-	if [ ! -e "$dir/.pg-private" ] && [ -n "$(ls -A "$dir")" ]; then
-		die "$dir was not made by $prog start (no .pg-private marker); not removing it"
-	fi
+	our_dir "$arg"
+	dir=$DIR
 	cd /
 	# Binaries are optional for stop: without them, signals do the job.
 	BINDIR=""
 	if [ -n "$(postmaster_pid "$dir")" ]; then
 		(find_bindir) >/dev/null 2>&1 && find_bindir
 		# Run pg_ctl as the owner of the data directory.
-		if [ "$(id -u)" -eq 0 ]; then
-			RUN_UID=$(stat -c %u "$dir/data")
-			RUN_GID=$(stat -c %g "$dir/data")
-			if [ "$RUN_UID" -eq 0 ]; then
-				RUN_UID=""; RUN_GID=""; BINDIR=""
-			else
-				set_pgrun
-			fi
-		fi
+		as_data_owner "$dir" || BINDIR=""
 		stop_cluster "$dir" || die "could not stop the server in $dir"
 	fi
 	rm -rf -- "$dir" || die "cannot remove $dir"
+}
+
+# ------------------------------------------------------------ pause, resume
+
+do_pause() {
+	local dir
+	our_dir "$1"
+	dir=$DIR
+	[ -d "$dir/data" ] || die "no cluster in $dir"
+	cd /
+	[ -n "$(postmaster_pid "$dir")" ] || return 0    # already paused
+	find_bindir
+	as_data_owner "$dir" || die "$dir/data is owned by root"
+	stop_cluster "$dir" || die "could not stop the server in $dir"
+}
+
+do_resume() {
+	local dir t rc conninfo out newlog
+	our_dir "$1"
+	dir=$DIR
+	[ -d "$dir/data" ] && [ -s "$dir/conninfo" ] || die "no cluster in $dir (was it started?)"
+	cd /
+	find_bindir
+	find_psql
+	as_data_owner "$dir" || die "$dir/data is owned by root"
+	conninfo=$(cat "$dir/conninfo")
+	if [ -z "$(postmaster_pid "$dir")" ]; then
+		newlog=$(( $(stat -c %s "$dir/server.log") + 1 ))
+		t=$(budget 30)
+		rc=0
+		timeout $((t + 5)) "${PGRUN[@]}" "$BINDIR/pg_ctl" start -D "$dir/data" -l "$dir/server.log" -w -t "$t" \
+			>>"$dir/setup.log" 2>&1 || rc=$?
+		if [ "$rc" -ne 0 ]; then
+			echo "--- $prog: last lines of $dir/server.log:" >&2
+			tail -c "+$newlog" "$dir/server.log" | tail -n 15 >&2 || true
+			# A pg_ctl timeout may leave it starting: leave nothing running.
+			stop_cluster "$dir" || true
+			die "pg_ctl start failed (exit $rc); the cluster stays paused"
+		fi
+	fi
+	t=$(budget 15)
+	out=$(timeout "$t" "$PSQL" -X "$conninfo connect_timeout=5" -Atc 'select 1' 2>>"$dir/setup.log") || true
+	[ "$out" = 1 ] || die "the server does not answer 'select 1' on $conninfo"
+	echo "$conninfo"
 }
 
 # --------------------------------------------------------------------- main
@@ -453,12 +517,17 @@ case ${1:-} in
 	usage
 	exit 0
 	;;
-start|stop)
+start|stop|pause|resume)
 	if [ $# -ne 2 ] || [ -z "$2" ]; then
 		usage >&2
 		exit 2
 	fi
-	if [ "$1" = start ]; then do_start "$2"; else do_stop "$2"; fi
+	case $1 in
+	start) do_start "$2" ;;
+	stop) do_stop "$2" ;;
+	pause) do_pause "$2" ;;
+	resume) do_resume "$2" ;;
+	esac
 	;;
 *)
 	usage >&2
