@@ -654,6 +654,11 @@ session_member_event(struct worker *w, struct member_msg *mm)
 			reply_arrived(s);
 		}
 		break;
+	case MEMBER_EV_NOTICE:
+		/* An error to a request nobody waits on (a read): no turn ends. */
+		if (s != NULL && mm->reply != NULL)
+			conn_send_shared(s->c, mm->reply);
+		break;
 	case MEMBER_EV_LEFT:
 		local_remove(w, m);
 		room_release(mm->room);
