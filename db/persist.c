@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <ck_pr.h>
+#include <event2/buffer.h>
 #include <libpq-fe.h>
 
 #include "log.h"
@@ -124,6 +125,40 @@ persist_retry_ms(const struct persist *p)
 {
 	/* Down: about when the next reconnect is tried; up: a batch or two. */
 	return persist_ready(p) ? 100 : PERSIST_BACKOFF_MAX_MS / 5;
+}
+
+void
+persist_metrics(const struct persist *p, struct evbuffer *out)
+{
+	const struct persist_stats *s = &p->stats;
+
+	evbuffer_add_printf(out,
+	    "# HELP parley_db_up 1 while the database takes writes (connected, schema in place).\n"
+	    "# TYPE parley_db_up gauge\nparley_db_up %d\n"
+	    "# HELP parley_persist_pending Records (events, read positions) reserved and not yet committed.\n"
+	    "# TYPE parley_persist_pending gauge\nparley_persist_pending %llu\n"
+	    "# HELP parley_persist_backlog_limit Records held at most (--backlog).\n"
+	    "# TYPE parley_persist_backlog_limit gauge\nparley_persist_backlog_limit %llu\n"
+	    "# HELP parley_persist_batches_total Batches committed.\n"
+	    "# TYPE parley_persist_batches_total counter\nparley_persist_batches_total %llu\n"
+	    "# HELP parley_persist_rows_total Records committed.\n"
+	    "# TYPE parley_persist_rows_total counter\nparley_persist_rows_total %llu\n"
+	    "# HELP parley_persist_commit_seconds_total Time spent writing and committing batches.\n"
+	    "# TYPE parley_persist_commit_seconds_total counter\nparley_persist_commit_seconds_total %.6f\n"
+	    "# HELP parley_persist_commit_seconds_max Longest batch write and commit.\n"
+	    "# TYPE parley_persist_commit_seconds_max gauge\nparley_persist_commit_seconds_max %.6f\n"
+	    "# HELP parley_persist_failures_total Batches that failed (and were held and retried).\n"
+	    "# TYPE parley_persist_failures_total counter\nparley_persist_failures_total %llu\n"
+	    "# HELP parley_db_reconnects_total Failed attempts to connect the persistence thread.\n"
+	    "# TYPE parley_db_reconnects_total counter\nparley_db_reconnects_total %llu\n",
+	    persist_ready(p), (unsigned long long)persist_inflight(p),
+	    (unsigned long long)p->cfg.backlog,
+	    (unsigned long long)ck_pr_load_64((uint64_t *)&s->batches),
+	    (unsigned long long)ck_pr_load_64((uint64_t *)&s->rows),
+	    (double)ck_pr_load_64((uint64_t *)&s->commit_us_total) / 1e6,
+	    (double)ck_pr_load_64((uint64_t *)&s->commit_us_max) / 1e6,
+	    (unsigned long long)ck_pr_load_64((uint64_t *)&s->failures),
+	    (unsigned long long)ck_pr_load_64((uint64_t *)&s->reconnects));
 }
 
 /* ---- the thread's FIFO ------------------------------------------------------------ */
@@ -567,14 +602,20 @@ static const char copy_sql[] =
     "BEGIN;"
     "COPY events (room, seq, kind, user_name, target, body, emoji, add, client_id, ts) "
     "FROM STDIN";
+/* A batch of events only: the COPY is its own transaction, one round trip less. */
+static const char copy_alone_sql[] =
+    "COPY events (room, seq, kind, user_name, target, body, emoji, add, client_id, ts) "
+    "FROM STDIN";
 
 static int
 batch_write(struct persist *p, struct batch *bt, int staged, struct pq_error *e)
 {
 	int64_t deadline = now_ms() + PERSIST_COMMIT_TIMEOUT_MS;
+	int alone = !staged && bt->nevents == bt->n;
 
 	if (bt->nevents > 0) {
-		if (pq_query(p, staged ? staging_sql : copy_sql, PGRES_COPY_IN, deadline, e) != 0)
+		if (pq_query(p, staged ? staging_sql : alone ? copy_alone_sql : copy_sql,
+		    PGRES_COPY_IN, deadline, e) != 0)
 			goto fail;
 		if (PQputCopyData(p->pg, bt->rows.p, (int)bt->rows.len) != 1 ||
 		    PQputCopyEnd(p->pg, NULL) != 1 || pq_flush(p, deadline) != 0) {
@@ -584,6 +625,8 @@ batch_write(struct persist *p, struct batch *bt, int staged, struct pq_error *e)
 		}
 		if (pq_finish_query(p, PGRES_COMMAND_OK, deadline, e) != 0)
 			goto fail;
+		if (alone)
+			return 0;   /* committed with the COPY */
 		if (staged && pq_query(p, staging_insert_sql, PGRES_COMMAND_OK, deadline, e) != 0)
 			goto fail;
 	} else if (pq_query(p, "BEGIN", PGRES_COMMAND_OK, deadline, e) != 0) {
@@ -753,6 +796,8 @@ write_head(struct persist *p, struct batch *bt)
 	ck_pr_store_int(&p->up, 1);
 	p->backoff_ms = 0;
 	stats_commit(p, bt, now_us() - t0);
+	log_debug("db_batch rows=%zu events=%zu us=%lld", bt->n, bt->nevents,
+	    (long long)(now_us() - t0));
 	batch_done(p, bt);
 	return 0;
 }
@@ -785,21 +830,23 @@ stopping(struct persist *p)
 	return p->stop_seen || ck_pr_load_int(&p->stop);
 }
 
-/* Collect until batch_max records or batch_delay since the oldest. */
+/*
+ * Group commit. Records that came in while the last batch was being
+ * written have waited already: they go at once, however few. Only after
+ * an idle spell does the first record wait up to batch_delay for company
+ * (or until batch_max are there).
+ */
 static void
 gather(struct persist *p)
 {
-	for (;;) {
-		int64_t left;
+	take_mail(p);
+	if (p->nqueued > 0 || stopping(p))
+		return;
+	while (p->nqueued == 0 && !stopping(p))
+		wait_mail(p, -1);
+	while (p->nqueued < p->cfg.batch_max && !stopping(p)) {
+		int64_t left = p->head_since_ms + p->cfg.batch_delay_ms - now_ms();
 
-		take_mail(p);
-		if (p->nqueued >= p->cfg.batch_max || stopping(p))
-			return;
-		if (p->nqueued == 0) {
-			wait_mail(p, -1);
-			continue;
-		}
-		left = p->head_since_ms + p->cfg.batch_delay_ms - now_ms();
 		if (left <= 0)
 			return;
 		wait_mail(p, (int)left);

@@ -159,4 +159,8 @@ uint64_t persist_inflight(const struct persist *p);
 /* Any thread: retry_after_ms to give a client refused for the backlog. */
 int64_t persist_retry_ms(const struct persist *p);
 
+struct evbuffer;
+/* Any thread: the persistence metrics in the Prometheus text format. */
+void persist_metrics(const struct persist *p, struct evbuffer *out);
+
 #endif

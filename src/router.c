@@ -12,6 +12,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "names.h"
+#include "persist.h"
 #include "proto.h"
 #include "reader.h"
 #include "router.h"
@@ -71,6 +72,8 @@ metrics(struct conn *c, const struct http_request *req, const char *body, size_t
 	for (unsigned i = 0; i < srv->nworkers; i++)
 		metrics_add(&total, &srv->workers[i]->metrics);
 	metrics_render(&total, srv->capacity, srv->max_connections, out);
+	if (srv->persist != NULL)
+		persist_metrics(srv->persist, out);
 	conn_http_respond(c, req, 200, "text/plain; version=0.0.4; charset=utf-8",
 	    NULL, evbuffer_pullup(out, -1), evbuffer_get_length(out), 0);
 	evbuffer_free(out);
