@@ -257,8 +257,10 @@ connect_db(struct persist *p)
 		goto fail;
 	}
 	p->pg = c;
-	if (p->backoff_ms != 0 || !ck_pr_load_int(&p->schema_ready))
-		log_info("db_connected role=persist schema_version=%d", version);
+	if (p->attempts != 0 || !ck_pr_load_int(&p->schema_ready))
+		log_info("db_connected role=persist schema_version=%d after_attempts=%u",
+		    version, p->attempts);
+	p->attempts = 0;
 	ck_pr_store_int(&p->schema_ready, 1);
 	ck_pr_store_int(&p->up, 1);
 	p->backoff_ms = 0;
@@ -266,10 +268,11 @@ connect_db(struct persist *p)
 fail:
 	for (char *nl; (nl = strchr(err, '\n')) != NULL;)
 		*nl = ' ';
-	if (p->backoff_ms == 0 || p->backoff_ms >= PERSIST_BACKOFF_MAX_MS)
-		log_warn("db_unreachable role=persist queued=%llu error=\"%s\"",
-		    (unsigned long long)p->nqueued, err);
+	if (p->attempts++ % 20 == 0)
+		log_warn("db_unreachable role=persist attempts=%u held=%llu error=\"%s\"",
+		    p->attempts, (unsigned long long)p->nqueued, err);
 	backoff_grow(p);
+	p->retry_at_ms = now_ms() + p->backoff_ms;
 	ck_pr_inc_64(&p->stats.reconnects);
 	return -1;
 }
@@ -790,7 +793,7 @@ write_head(struct persist *p, struct batch *bt)
 		/* The server refused it: not ready, and not in a tight loop. */
 		ck_pr_store_int(&p->up, 0);
 		backoff_grow(p);
-		wait_mail(p, (int)p->backoff_ms);
+		p->retry_at_ms = now_ms() + p->backoff_ms;
 		return -1;
 	}
 	ck_pr_store_int(&p->up, 1);
@@ -836,6 +839,31 @@ stopping(struct persist *p)
  * an idle spell does the first record wait up to batch_delay for company
  * (or until batch_max are there).
  */
+/*
+ * Idle: wait for records, and watch the connection meanwhile, so a server
+ * that goes away is noticed (and /readyz says so) before the next write.
+ * Returns -1 when the connection is gone.
+ */
+static int
+wait_idle(struct persist *p)
+{
+	struct pollfd pfd[2] = { { p->mb.efd, POLLIN, 0 }, { PQsocket(p->pg), POLLIN, 0 } };
+
+	if (poll(pfd, 2, -1) > 0 && pfd[1].revents != 0 &&
+	    (!PQconsumeInput(p->pg) || PQstatus(p->pg) != CONNECTION_OK)) {
+		char err[256];
+
+		snprintf(err, sizeof(err), "%s", PQerrorMessage(p->pg));
+		for (char *nl; (nl = strchr(err, '\n')) != NULL;)
+			*nl = ' ';
+		log_warn("db_lost role=persist error=\"%s\"", err);
+		disconnect(p);
+		return -1;
+	}
+	take_mail(p);
+	return 0;
+}
+
 static void
 gather(struct persist *p)
 {
@@ -843,7 +871,8 @@ gather(struct persist *p)
 	if (p->nqueued > 0 || stopping(p))
 		return;
 	while (p->nqueued == 0 && !stopping(p))
-		wait_mail(p, -1);
+		if (wait_idle(p) != 0)
+			return;
 	while (p->nqueued < p->cfg.batch_max && !stopping(p)) {
 		int64_t left = p->head_since_ms + p->cfg.batch_delay_ms - now_ms();
 
@@ -864,16 +893,22 @@ persist_main(void *arg)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	for (;;) {
+		int64_t wait = p->retry_at_ms - now_ms();
+
 		if (ck_pr_load_int(&p->abandon))
 			break;
+		take_mail(p);
+		if (stopping(p) && p->nqueued == 0)
+			break;
+		/* After a failure: records that keep coming must not hurry
+		 * the next attempt. */
+		if (wait > 0) {
+			wait_mail(p, (int)wait);
+			continue;
+		}
 		if (p->pg == NULL) {
-			take_mail(p);
-			if (stopping(p) && p->nqueued == 0)
-				break;
-			if (connect_db(p) != 0) {
-				wait_mail(p, (int)p->backoff_ms);
+			if (connect_db(p) != 0)
 				continue;
-			}
 			if (settle_doubt(p, &bt) != 0)
 				continue;
 		}

@@ -120,6 +120,8 @@ struct persist {
 	int64_t head_since_ms;        /* when the oldest queued record was taken */
 	void *pg;                     /* PGconn */
 	unsigned backoff_ms;
+	int64_t retry_at_ms;          /* no connection attempt before this */
+	unsigned attempts;            /* failed in a row: the log says the first and every 20th */
 	int in_doubt;                 /* the first doubt_n records may be committed */
 	size_t doubt_n;
 	int stop_seen;
