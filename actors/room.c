@@ -1468,6 +1468,23 @@ room_activate(struct room *r)
 		r->loading = 1;
 }
 
+void
+room_abandon_reads(struct room *r)
+{
+	r->query = NULL;
+	if (r->loading) {
+		r->loading = 0;
+		refuse_waiting(r);
+	}
+	if (r->blocked) {
+		r->blocked = 0;
+		reply_unavailable(r, r->stalled->m, &r->stalled->req, MEMBER_EV_REPLY);
+		room_msg_free(r->stalled);
+		r->stalled = NULL;
+	}
+	r->parked = 0;
+}
+
 /* ---- requests ---------------------------------------------------------------------- */
 
 static enum room_step

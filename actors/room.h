@@ -272,6 +272,12 @@ enum room_tick_result {
  */
 void room_committed(struct room *r, uint64_t rec, const struct room_clock *now);
 
+/*
+ * Teardown (the reader is gone, its queries dropped): whatever waited on a
+ * read is answered unavailable, so the room can play out its mailbox.
+ */
+void room_abandon_reads(struct room *r);
+
 /* Home worker: typing expiry and the idle check. */
 enum room_tick_result room_tick(struct room *r, const struct room_clock *now);
 

@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "persist.h"
+#include "reader.h"
 #include "room.h"
 #include "rooms.h"
 #include "server.h"
@@ -359,10 +360,28 @@ quiesce_room(struct worker *w)
 	return progress;
 }
 
+/* The loops are gone: so are the readers, and what waited on them. */
+static void
+abandon_reads(struct worker *w)
+{
+	db_reader_free(w->reader);
+	w->reader = NULL;
+	w->room_env.reader = NULL;
+	for (size_t i = 0; i <= w->rooms.mask; i++)
+		for (struct hnode *n = w->rooms.buckets[i]; n != NULL; n = n->next)
+			room_abandon_reads((struct room *)((char *)n -
+			    offsetof(struct room, reg_node)));
+}
+
 void
 worker_quiesce(struct worker **workers, unsigned n)
 {
 	int progress = 1;
+
+	for (unsigned i = 0; i < n; i++) {
+		current = workers[i];
+		abandon_reads(workers[i]);
+	}
 
 	/* Act as each worker in turn until no message is left anywhere. */
 	while (progress) {
