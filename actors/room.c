@@ -225,12 +225,17 @@ reply_error(struct room *r, struct member *m, const struct proto_req *req,
 	room_reply(r, m, MEMBER_EV_REPLY, error_frame(req, code, message, -1));
 }
 
-/* The database cannot take more now (or cannot be read). */
+/*
+ * The database cannot take more now (or cannot be read). Said at once, not
+ * behind pending acks: during an outage those wait for the database, and
+ * the point of unavailable is to tell the client now (it matches the
+ * error to its request by ref).
+ */
 static void
 reply_unavailable(struct room *r, struct member *m, const struct proto_req *req,
     enum member_event ev)
 {
-	room_reply(r, m, ev, error_frame(req, "unavailable",
+	member_send(r, m, ev, error_frame(req, "unavailable",
 	    "the database is unavailable; retry later",
 	    persist_retry_ms(r->env->persist)));
 }

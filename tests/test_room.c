@@ -28,6 +28,7 @@
 #include "frame.h"
 #include "mailbox.h"
 #include "metrics.h"
+#include "persist.h"
 #include "proto.h"
 #include "room.h"
 
@@ -67,6 +68,10 @@ struct fx {
 	size_t nq, qcap;
 	struct member **mem;      /* every member allocated, freed at the end */
 	size_t nmem, memcap;
+	/* database mode (fx_init_db): the test plays the persistence thread */
+	struct persist *persist;  /* == env.persist; never started */
+	uint64_t rec_seen;        /* last record taken from its mailbox */
+	uint64_t rec_done;        /* last record committed (places given back) */
 };
 
 static void
@@ -2267,6 +2272,940 @@ test_not_member(void)
 	fx_done(&fx);
 }
 
+/* ---- database mode: held until committed (PROTOCOL.md section 5) --------- */
+
+/*
+ * The room with env->persist set. The persistence thread is never started:
+ * the test takes the records from its mailbox itself (expect_recs) and says
+ * when they are committed (commit_upto), as the thread would after a batch.
+ */
+
+static void
+persist_post_never(void *ctx, unsigned w, struct mailbox_msg *msg)
+{
+	(void)ctx;
+	(void)w;
+	CU_FAIL("the persistence thread posted, but it was never started");
+	free(msg);
+}
+
+static void
+resume_never(void *ctx, struct room *r)
+{
+	(void)ctx;
+	(void)r;
+	CU_FAIL("env->resume called: no read was ever started");
+}
+
+/* Like fx_init, but --db: the room is loaded empty (no reader, no rows). */
+static void
+fx_init_db(struct fx *fx, unsigned nworkers, uint64_t backlog)
+{
+	struct metrics *mt = aligned_alloc(64, sizeof(*mt));
+	struct persist_config cfg;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mt);
+	memset(mt, 0, sizeof(*mt));
+	memset(fx, 0, sizeof(*fx));
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.conninfo = "dbname=none";
+	cfg.batch_max = 1000;
+	cfg.backlog = backlog;
+	cfg.committed_kind = 77;
+	cfg.post = persist_post_never;
+	fx->persist = persist_new(&cfg);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(fx->persist);
+	fx->env.nworkers = nworkers;
+	fx->env.post = capture_post;
+	fx->env.ctx = fx;
+	fx->env.metrics = mt;
+	fx->env.idle_ms = IDLE_MS;
+	fx->env.keep_events = 0;
+	fx->env.persist = fx->persist;   /* before room_new: it decides loaded */
+	fx->env.reader = NULL;
+	fx->env.resume = resume_never;
+	fx->now.wall_ms = T0;
+	fx->now.mono_ms = M0;
+	fx->r = room_new(ROOM, strlen(ROOM), room_home(ROOM, strlen(ROOM), nworkers),
+	    &fx->env);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(fx->r);
+	CU_ASSERT_EQUAL(fx->r->loaded, 0);   /* --db: loaded before first use */
+	/* What activation leaves for a room with no rows (load_events). */
+	fx->r->loaded = 1;
+	fx->r->ring_first = fx->r->authors_base = 1;
+}
+
+static void
+fx_done_db(struct fx *fx)
+{
+	struct persist *p = fx->persist;
+
+	fx_done(fx);
+	persist_free(p);   /* and any record still queued */
+}
+
+/* What one record handed to the persistence thread must hold. */
+struct want_rec {
+	int kind;                 /* PERSIST_EVENT or PERSIST_READ */
+	int type;                 /* EVENT: enum persist_event_type */
+	uint64_t seq;             /* the event's seq, or the read position */
+	const char *user;
+	const char *body;         /* NULL: none */
+	const char *client_id;    /* NULL: none */
+	const char *emoji;        /* NULL: none */
+	int64_t target;
+	int add;                  /* REACTION */
+	int64_t ts;               /* EVENT */
+};
+
+static int
+str_same(const char *got, const char *want)
+{
+	if (got == NULL || want == NULL)
+		return got == want;
+	return strcmp(got, want) == 0;
+}
+
+static void
+check_rec(int line, struct fx *fx, const struct persist_rec *rec,
+    const struct want_rec *w)
+{
+	int ok;
+
+	CHECK_AT(rec->base.kind == w->kind, line, "record kind");
+	CHECK_AT(rec->rec == fx->rec_seen + 1, line,
+	    "record numbers increase by one, in order");
+	fx->rec_seen = rec->rec;
+	CHECK_AT(rec->room == fx->r, line, "record names its room");
+	CHECK_AT(rec->home == fx->r->home, line, "record names the home worker");
+	CHECK_AT(str_same(rec->room_name, fx->r->name), line, "record room_name");
+	ok = rec->seq == w->seq && str_same(rec->user, w->user) &&
+	    str_same(rec->body, w->body) && str_same(rec->client_id, w->client_id) &&
+	    str_same(rec->emoji, w->emoji) && rec->target == w->target &&
+	    (w->body == NULL || rec->body_len == strlen(w->body));
+	if (w->kind == PERSIST_EVENT)
+		ok = ok && rec->type == w->type && rec->ts == w->ts &&
+		    (w->type != PERSIST_REACTION || rec->add == w->add);
+	if (!ok)
+		fprintf(stderr, "\n  record rec %llu kind %d type %u seq %llu user %s "
+		    "body %s id %s emoji %s target %lld add %u ts %lld\n"
+		    "  want     kind %d type %d seq %llu user %s body %s id %s "
+		    "emoji %s target %lld add %d ts %lld\n",
+		    (unsigned long long)rec->rec, rec->base.kind, rec->type,
+		    (unsigned long long)rec->seq, rec->user ? rec->user : "NULL",
+		    rec->body ? rec->body : "NULL",
+		    rec->client_id ? rec->client_id : "NULL",
+		    rec->emoji ? rec->emoji : "NULL", (long long)rec->target,
+		    rec->add, (long long)rec->ts, w->kind, w->type,
+		    (unsigned long long)w->seq, w->user ? w->user : "NULL",
+		    w->body ? w->body : "NULL", w->client_id ? w->client_id : "NULL",
+		    w->emoji ? w->emoji : "NULL", (long long)w->target, w->add,
+		    (long long)w->ts);
+	CHECK_AT(ok, line, "record fields");
+}
+
+/*
+ * Take every record the room handed to the persistence thread: exactly n,
+ * in order, as want says. Afterwards the test has seen all of the room's.
+ */
+static void
+expect_recs(int line, struct fx *fx, const struct want_rec *want, size_t n)
+{
+	struct mailbox_msg *mm;
+	size_t i = 0;
+
+	while ((mm = mailbox_take(&fx->persist->mb)) != NULL) {
+		struct persist_rec *rec = (struct persist_rec *)mm;
+
+		if (i < n)
+			check_rec(line, fx, rec, &want[i]);
+		else
+			fprintf(stderr, "\n  unexpected record kind %d seq %llu\n",
+			    rec->base.kind, (unsigned long long)rec->seq);
+		i++;
+		free(rec);
+	}
+	if (i != n)
+		fprintf(stderr, "\n  %zu records, want %zu\n", i, n);
+	CHECK_AT(i == n, line, "records handed to the persistence thread");
+	CHECK_AT(fx->r->rec == fx->rec_seen, line, "every record of the room taken");
+}
+#define EXPECT_RECS(fx, ...) do { \
+	const struct want_rec want_[] = { __VA_ARGS__ }; \
+	expect_recs(__LINE__, fx, want_, sizeof(want_) / sizeof(want_[0])); \
+} while (0)
+#define EXPECT_NO_RECS(fx) expect_recs(__LINE__, fx, NULL, 0)
+
+/*
+ * The thread committed the room's records up to rec: each one's backlog
+ * place is given back, then the room hears of it on its home worker.
+ */
+static void
+commit_upto(int line, struct fx *fx, uint64_t rec)
+{
+	FATAL_AT(rec <= fx->rec_seen, line, "only records taken can commit");
+	FATAL_AT(rec >= fx->rec_done, line, "commits move forward");
+	CHECK_AT(persist_inflight(fx->persist) >= rec - fx->rec_done, line,
+	    "each held record has its place");
+	for (; fx->rec_done < rec; fx->rec_done++)
+		persist_unreserve(fx->persist);
+	room_committed(fx->r, rec, &fx->now);
+	CHECK_AT(fx->r->rec_done >= rec, line, "the room knows what committed");
+}
+#define COMMIT(fx, rec) commit_upto(__LINE__, fx, rec)
+
+/*
+ * Strict order: the oldest message still captured must be a deliver (m
+ * NULL) or a member_msg to m with event ev.
+ */
+static void
+expect_head(int line, struct fx *fx, struct member *m, int ev)
+{
+	struct mailbox_msg *msg;
+	const struct frame *f;
+	int ok;
+
+	if (fx->nq == 0)
+		fprintf(stderr, "\n  nothing posted, want %s\n", m ? m->user : "a deliver");
+	FATAL_AT(fx->nq > 0, line, "something posted");
+	msg = fx->q[0].msg;
+	if (m == NULL)
+		ok = msg->kind == ROOM_OUT_DELIVER;
+	else
+		ok = msg->kind == ROOM_OUT_MEMBER &&
+		    ((struct member_msg *)msg)->m == m &&
+		    ((struct member_msg *)msg)->event == ev;
+	if (!ok) {
+		f = msg->kind == ROOM_OUT_DELIVER ? ((struct deliver_msg *)msg)->f :
+		    ((struct member_msg *)msg)->reply;
+		fprintf(stderr, "\n  first posted: %s %s%s event %d: %.*s\n"
+		    "  want %s%s event %d\n",
+		    msg->kind == ROOM_OUT_DELIVER ? "deliver" : "member_msg",
+		    msg->kind == ROOM_OUT_MEMBER ? "to " : "",
+		    msg->kind == ROOM_OUT_MEMBER ?
+		    ((struct member_msg *)msg)->m->user : "",
+		    msg->kind == ROOM_OUT_MEMBER ? ((struct member_msg *)msg)->event : 0,
+		    f ? (int)frame_payload_len(f) : 4, f ? frame_payload(f) : "NULL",
+		    m ? "member_msg to " : "a deliver", m ? m->user : "", ev);
+	}
+	CHECK_AT(ok, line, "posted in this order");
+}
+#define NEXT_BCAST(fx, mask, stream, exclude, type, ...) do { \
+	expect_head(__LINE__, fx, NULL, 0); \
+	expect_bcast(__LINE__, fx, mask, mask, stream, exclude, NULL, type, __VA_ARGS__); \
+} while (0)
+#define NEXT_BCAST_MAY(fx, must, may, stream, exclude, type, ...) do { \
+	expect_head(__LINE__, fx, NULL, 0); \
+	expect_bcast(__LINE__, fx, must, may, stream, exclude, NULL, type, __VA_ARGS__); \
+} while (0)
+#define NEXT_REPLY(fx, m, type, ...) do { \
+	expect_head(__LINE__, fx, m, MEMBER_EV_REPLY); \
+	expect_reply(__LINE__, fx, m, type, __VA_ARGS__); \
+} while (0)
+#define NEXT_ERROR(fx, m, code, ref) do { \
+	expect_head(__LINE__, fx, m, MEMBER_EV_REPLY); \
+	expect_error(__LINE__, fx, m, MEMBER_EV_REPLY, code, ref); \
+} while (0)
+#define NEXT_MEMBER(fx, m, ev) \
+	(expect_head(__LINE__, fx, m, ev), take_member(__LINE__, fx, m, ev))
+
+/*
+ * The next message is to m, event ev, an error unavailable: type, code,
+ * message, an integer retry_after_ms (the persistence thread's), ref.
+ */
+static void
+expect_unavailable(int line, struct fx *fx, struct member *m, int ev, const char *ref)
+{
+	struct member_msg *mm;
+	json_t *o, *retry;
+
+	expect_head(line, fx, m, ev);
+	mm = take_member(line, fx, m, ev);
+	o = mm->reply ? frame_json(mm->reply) : NULL;
+	FATAL_AT(o != NULL, line, "an error frame");
+	if (strcmp(jstr(o, "code"), "unavailable") != 0 ||
+	    json_object_size(o) != (ref ? 5u : 4u))
+		fprintf(stderr, "\n  got %.*s, want unavailable\n",
+		    (int)frame_payload_len(mm->reply), frame_payload(mm->reply));
+	CHECK_AT(mm->reply->type == FRAME_ERROR, line, "frame type error");
+	CHECK_AT(json_object_size(o) == (ref ? 5u : 4u), line,
+	    "type, code, message, retry_after_ms (and ref)");
+	CHECK_AT(strcmp(jstr(o, "type"), "error") == 0, line, "type error");
+	CHECK_AT(strcmp(jstr(o, "code"), "unavailable") == 0, line, "code unavailable");
+	CHECK_AT(json_is_string(json_object_get(o, "message")), line, "message");
+	retry = json_object_get(o, "retry_after_ms");
+	CHECK_AT(json_is_integer(retry), line, "retry_after_ms is an integer");
+	CHECK_AT(json_integer_value(retry) > 0 &&
+	    json_integer_value(retry) == persist_retry_ms(fx->persist), line,
+	    "retry_after_ms from the persistence thread");
+	if (ref != NULL)
+		CHECK_AT(strcmp(jstr(o, "ref"), ref) == 0, line, "ref echoed");
+	else
+		CHECK_AT(json_object_get(o, "ref") == NULL, line, "no ref");
+	json_decref(o);
+	member_msg_free(mm);
+}
+#define NEXT_UNAVAILABLE(fx, m, ev, ref) expect_unavailable(__LINE__, fx, m, ev, ref)
+
+/* m sends body; it is committed at once: returns its seq, forgets the rest. */
+static uint64_t
+db_send(int line, struct fx *fx, struct member *m, const char *body)
+{
+	struct want_rec w;
+	struct member_msg *mm;
+	json_t *o;
+
+	req(fx, m, "'type':'send','body':'%s'", body);
+	expect_nothing(line, fx);
+	memset(&w, 0, sizeof(w));
+	w.kind = PERSIST_EVENT;
+	w.type = PERSIST_MESSAGE;
+	w.seq = fx->r->seq;
+	w.user = m->user;
+	w.body = body;
+	w.ts = fx->r->last_ts;
+	expect_recs(line, fx, &w, 1);
+	commit_upto(line, fx, fx->rec_seen);
+	CHECK_AT(fx->r->committed == fx->r->seq, line, "committed");
+	expect_head(line, fx, NULL, 0);
+	mm = take_member(line, fx, m, MEMBER_EV_REPLY);
+	o = frame_json(mm->reply);
+	CHECK_AT(json_int(o, "seq") == (json_int_t)fx->r->seq, line, "acked");
+	json_decref(o);
+	member_msg_free(mm);
+	fx_drop(fx);
+	return fx->r->seq;
+}
+#define DB_SEND(fx, m, body) db_send(__LINE__, fx, m, body)
+
+#define MSG(seq, user, body, ts) \
+	"{'type':'message','room':'lobby','seq':" #seq ",'user':'" user "'," \
+	"'body':'" body "','ts':%lld}", (long long)(ts)
+#define MSG_ID(seq, user, body, ts, id) \
+	"{'type':'message','room':'lobby','seq':" #seq ",'user':'" user "'," \
+	"'body':'" body "','ts':%lld,'id':'" id "'}", (long long)(ts)
+
+static void
+test_db_send_waits_for_commit(void)
+{
+	struct fx fx;
+	struct member *a, *b;
+
+	fx_init_db(&fx, 2, 100);
+	a = member_new(&fx, 0, "alice");
+	b = member_new(&fx, 1, "bob");
+	join_quiet(&fx, a);
+	join_quiet(&fx, b);
+	EXPECT_NO_RECS(&fx);   /* joins are not records */
+
+	fx.now.wall_ms = T0 + 1;
+	req(&fx, a, "'type':'send','body':'hello','id':'m1','ref':'r1'");
+	/* Sequenced, handed over, but neither delivered nor acked. */
+	EXPECT_NOTHING(&fx);
+	CU_ASSERT_EQUAL(fx.r->seq, 1);
+	CU_ASSERT_EQUAL(fx.r->committed, 0);
+	CU_ASSERT_EQUAL(fx.r->npending, 1);
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 1);
+	EXPECT_RECS(&fx, { .kind = PERSIST_EVENT, .type = PERSIST_MESSAGE, .seq = 1,
+	    .user = "alice", .body = "hello", .client_id = "m1", .ts = T0 + 1 });
+	/* Time passes, a commit of nothing of ours: still nothing. */
+	fx.now.wall_ms = T0 + 500;
+	COMMIT(&fx, 0);
+	EXPECT_NOTHING(&fx);
+	CU_ASSERT_EQUAL(fx.r->npending, 1);
+
+	COMMIT(&fx, 1);
+	NEXT_BCAST(&fx, W(0) | W(1), 1, "", FRAME_MESSAGE,
+	    MSG_ID(1, "alice", "hello", T0 + 1, "m1"));
+	NEXT_REPLY(&fx, a, FRAME_ACK,
+	    "{'type':'ack','ref':'r1','room':'lobby','seq':1,'ts':%lld,'id':'m1'}",
+	    T0 + 1);
+	EXPECT_NOTHING(&fx);
+	CU_ASSERT_EQUAL(fx.r->committed, 1);
+	CU_ASSERT_EQUAL(fx.r->npending, 0);
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 0);
+	/* A second commit notice for the same record changes nothing. */
+	room_committed(fx.r, 1, &fx.now);
+	EXPECT_NOTHING(&fx);
+
+	/* An edit: the same path, and its record says what it is. */
+	fx.now.wall_ms = T0 + 600;
+	req(&fx, a, "'type':'edit','target':1,'body':'hello!','id':'m2'");
+	EXPECT_NOTHING(&fx);
+	EXPECT_RECS(&fx, { .kind = PERSIST_EVENT, .type = PERSIST_EDIT, .seq = 2,
+	    .user = "alice", .body = "hello!", .client_id = "m2", .target = 1,
+	    .ts = T0 + 600 });
+	COMMIT(&fx, 2);
+	NEXT_BCAST(&fx, W(0) | W(1), 1, "", FRAME_EDIT,
+	    "{'type':'edit','room':'lobby','seq':2,'target':1,'user':'alice',"
+	    "'body':'hello!','ts':%lld,'id':'m2'}", T0 + 600);
+	NEXT_REPLY(&fx, a, FRAME_ACK,
+	    "{'type':'ack','room':'lobby','seq':2,'ts':%lld,'id':'m2'}", T0 + 600);
+	EXPECT_NOTHING(&fx);
+	/* Nothing pending: other replies are immediate again. */
+	req(&fx, b, "'type':'delete','target':1,'ref':'x'");
+	NEXT_ERROR(&fx, b, "forbidden", "x");
+	EXPECT_NOTHING(&fx);
+	EXPECT_NO_RECS(&fx);
+	CU_ASSERT_EQUAL(fx.env.metrics->events, 2);
+	fx_done_db(&fx);
+}
+
+static void
+test_db_commit_partial(void)
+{
+	struct fx fx;
+	struct member *a, *c, *e;
+	struct member_msg *mm;
+
+	fx_init_db(&fx, 2, 100);
+	a = member_new(&fx, 0, "alice");
+	join_quiet(&fx, a);
+	fx.now.wall_ms = T0 + 1;
+	req(&fx, a, "'type':'send','body':'one'");
+	fx.now.wall_ms = T0 + 2;
+	req(&fx, a, "'type':'send','body':'two','id':'t2'");
+	EXPECT_NOTHING(&fx);
+	EXPECT_RECS(&fx,
+	    { .kind = PERSIST_EVENT, .type = PERSIST_MESSAGE, .seq = 1,
+	      .user = "alice", .body = "one", .ts = T0 + 1 },
+	    { .kind = PERSIST_EVENT, .type = PERSIST_MESSAGE, .seq = 2,
+	      .user = "alice", .body = "two", .client_id = "t2", .ts = T0 + 2 });
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 2);
+
+	/* Only the first is durable: only the first is delivered and acked. */
+	COMMIT(&fx, 1);
+	NEXT_BCAST(&fx, W(0), 1, "", FRAME_MESSAGE, MSG(1, "alice", "one", T0 + 1));
+	NEXT_REPLY(&fx, a, FRAME_ACK, ACK, 1, T0 + 1);
+	EXPECT_NOTHING(&fx);
+	CU_ASSERT_EQUAL(fx.r->seq, 2);
+	CU_ASSERT_EQUAL(fx.r->committed, 1);
+	CU_ASSERT_EQUAL(fx.r->npending, 1);
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 1);
+
+	/* A joiner now: joined.seq is what others see (1), replay up to it. */
+	c = member_new(&fx, 1, "carol");
+	join(&fx, c, "'since':0,'ref':'j'");
+	NEXT_BCAST(&fx, W(0), 0, "carol", FRAME_PRESENCE, PRESENCE("carol", "online"));
+	mm = NEXT_MEMBER(&fx, c, MEMBER_EV_JOINED);
+	CU_ASSERT(frame_is(mm->reply, FRAME_JOINED,
+	    "{'type':'joined','ref':'j','room':'lobby','seq':1,'online':2,"
+	    "'members':['carol','alice'],'read':0}"));
+	CU_ASSERT_EQUAL_FATAL(mm->nreplay, 1);
+	CU_ASSERT(frame_is(mm->replay[0], FRAME_MESSAGE,
+	    MSG(1, "alice", "one", T0 + 1)));
+	member_msg_free(mm);
+	EXPECT_NOTHING(&fx);
+
+	/* The rest commits: seq 2 comes live to both, once. */
+	COMMIT(&fx, 2);
+	NEXT_BCAST(&fx, W(0) | W(1), 1, "", FRAME_MESSAGE,
+	    MSG_ID(2, "alice", "two", T0 + 2, "t2"));
+	NEXT_REPLY(&fx, a, FRAME_ACK,
+	    "{'type':'ack','room':'lobby','seq':2,'ts':%lld,'id':'t2'}", T0 + 2);
+	EXPECT_NOTHING(&fx);
+	CU_ASSERT_EQUAL(fx.r->committed, 2);
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 0);
+
+	/* And a later joiner gets both replayed. */
+	e = member_new(&fx, 0, "erin");
+	join(&fx, e, "'since':0");
+	NEXT_BCAST(&fx, W(0) | W(1), 0, "erin", FRAME_PRESENCE, PRESENCE("erin", "online"));
+	mm = NEXT_MEMBER(&fx, e, MEMBER_EV_JOINED);
+	{
+		static const char *const others[] = { "alice", "carol" };
+		json_t *j = frame_json(mm->reply);
+		json_t *want = json_pack("{s:s, s:s, s:i, s:i, s:i}", "type", "joined",
+		    "room", "lobby", "seq", 2, "online", 3, "read", 0);
+
+		CU_ASSERT(mm->reply->type == FRAME_JOINED);
+		CU_ASSERT(members_are(j, "erin", others, 2));
+		json_object_del(j, "members");
+		CU_ASSERT(json_equal(j, want));
+		json_decref(want);
+		json_decref(j);
+	}
+	CU_ASSERT_EQUAL_FATAL(mm->nreplay, 2);
+	CU_ASSERT(frame_is(mm->replay[0], FRAME_MESSAGE, MSG(1, "alice", "one", T0 + 1)));
+	CU_ASSERT(frame_is(mm->replay[1], FRAME_MESSAGE,
+	    MSG_ID(2, "alice", "two", T0 + 2, "t2")));
+	member_msg_free(mm);
+	EXPECT_NOTHING(&fx);
+	EXPECT_NO_RECS(&fx);
+	fx_done_db(&fx);
+}
+
+static void
+test_db_replies_wait_behind_acks(void)
+{
+	struct fx fx;
+	struct member *a, *b;
+
+	fx_init_db(&fx, 2, 100);
+	a = member_new(&fx, 0, "alice");
+	b = member_new(&fx, 1, "bob");
+	join_quiet(&fx, a);
+	join_quiet(&fx, b);
+
+	/* A is pending; then two refused requests: their errors wait for it. */
+	fx.now.wall_ms = T0 + 1;
+	req(&fx, a, "'type':'send','body':'A','id':'a1','ref':'s1'");
+	req(&fx, a, "'type':'edit','target':5,'body':'x','ref':'e1'");
+	req(&fx, b, "'type':'edit','target':1,'body':'his','ref':'f1'");
+	EXPECT_NOTHING(&fx);
+	EXPECT_RECS(&fx, { .kind = PERSIST_EVENT, .type = PERSIST_MESSAGE, .seq = 1,
+	    .user = "alice", .body = "A", .client_id = "a1", .ts = T0 + 1 });
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 1);
+	COMMIT(&fx, 1);
+	NEXT_BCAST(&fx, W(0) | W(1), 1, "", FRAME_MESSAGE,
+	    MSG_ID(1, "alice", "A", T0 + 1, "a1"));
+	NEXT_REPLY(&fx, a, FRAME_ACK,
+	    "{'type':'ack','ref':'s1','room':'lobby','seq':1,'ts':%lld,'id':'a1'}",
+	    T0 + 1);
+	NEXT_ERROR(&fx, a, "not_found", "e1");
+	NEXT_ERROR(&fx, b, "forbidden", "f1");
+	EXPECT_NOTHING(&fx);
+
+	/* A duplicate of a pending event: acked right after the original. */
+	fx.now.wall_ms = T0 + 10;
+	req(&fx, a, "'type':'send','body':'B','id':'b1','ref':'s2'");
+	fx.now.wall_ms = T0 + 20;
+	req(&fx, a, "'type':'send','body':'B again','id':'b1','ref':'d2'");
+	EXPECT_NOTHING(&fx);
+	EXPECT_RECS(&fx, { .kind = PERSIST_EVENT, .type = PERSIST_MESSAGE, .seq = 2,
+	    .user = "alice", .body = "B", .client_id = "b1", .ts = T0 + 10 });
+	CU_ASSERT_EQUAL(fx.r->seq, 2);
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 1);
+	COMMIT(&fx, 2);
+	NEXT_BCAST(&fx, W(0) | W(1), 1, "", FRAME_MESSAGE,
+	    MSG_ID(2, "alice", "B", T0 + 10, "b1"));
+	NEXT_REPLY(&fx, a, FRAME_ACK,
+	    "{'type':'ack','ref':'s2','room':'lobby','seq':2,'ts':%lld,'id':'b1'}",
+	    T0 + 10);
+	NEXT_REPLY(&fx, a, FRAME_ACK,
+	    "{'type':'ack','ref':'d2','room':'lobby','seq':2,'ts':%lld,'id':'b1',"
+	    "'duplicate':true}", T0 + 10);
+	EXPECT_NOTHING(&fx);
+
+	/* Committed: the next duplicate is answered at once. */
+	req(&fx, a, "'type':'send','body':'B3','id':'b1','ref':'d3'");
+	NEXT_REPLY(&fx, a, FRAME_ACK,
+	    "{'type':'ack','ref':'d3','room':'lobby','seq':2,'ts':%lld,'id':'b1',"
+	    "'duplicate':true}", T0 + 10);
+	EXPECT_NOTHING(&fx);
+	EXPECT_NO_RECS(&fx);
+	CU_ASSERT_EQUAL(fx.r->seq, 2);
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 0);
+	fx_done_db(&fx);
+}
+
+static void
+test_db_leave_waits_behind_acks(void)
+{
+	struct fx fx;
+	struct member *a, *a2, *b, *c;
+	struct member_msg *mm;
+
+	fx_init_db(&fx, 2, 100);
+	a = member_new(&fx, 0, "alice");
+	b = member_new(&fx, 1, "bob");
+	join_quiet(&fx, a);
+	join_quiet(&fx, b);
+
+	/* A client's leave: its ack first, then offline, then left. */
+	req(&fx, a, "'type':'send','body':'bye','ref':'s'");
+	leave(&fx, a, 0, "l1");
+	EXPECT_NOTHING(&fx);
+	CU_ASSERT_EQUAL(fx.r->members, 2);
+	EXPECT_RECS(&fx, { .kind = PERSIST_EVENT, .type = PERSIST_MESSAGE, .seq = 1,
+	    .user = "alice", .body = "bye", .ts = T0 });
+	COMMIT(&fx, 1);
+	NEXT_BCAST(&fx, W(0) | W(1), 1, "", FRAME_MESSAGE, MSG(1, "alice", "bye", T0));
+	NEXT_REPLY(&fx, a, FRAME_ACK,
+	    "{'type':'ack','ref':'s','room':'lobby','seq':1,'ts':%lld}", T0);
+	NEXT_BCAST_MAY(&fx, W(1), W(0) | W(1), 0, "alice", FRAME_PRESENCE,
+	    PRESENCE("alice", "offline"));
+	mm = NEXT_MEMBER(&fx, a, MEMBER_EV_LEFT);
+	CU_ASSERT(frame_is(mm->reply, FRAME_LEFT,
+	    "{'type':'left','ref':'l1','room':'lobby'}"));
+	member_msg_free(mm);
+	EXPECT_NOTHING(&fx);
+	CU_ASSERT_EQUAL(fx.r->members, 1);
+	CU_ASSERT_EQUAL(fx.r->refs, 1);
+
+	/* A connection gone (silent leave): still acked first, LEFT without a frame. */
+	a2 = member_new(&fx, 0, "alice");
+	join_quiet(&fx, a2);
+	req(&fx, a2, "'type':'send','body':'gone','ref':'s2'");
+	leave(&fx, a2, 1, NULL);
+	EXPECT_NOTHING(&fx);
+	EXPECT_RECS(&fx, { .kind = PERSIST_EVENT, .type = PERSIST_MESSAGE, .seq = 2,
+	    .user = "alice", .body = "gone", .ts = T0 });
+	COMMIT(&fx, 2);
+	NEXT_BCAST(&fx, W(0) | W(1), 1, "", FRAME_MESSAGE, MSG(2, "alice", "gone", T0));
+	NEXT_REPLY(&fx, a2, FRAME_ACK,
+	    "{'type':'ack','ref':'s2','room':'lobby','seq':2,'ts':%lld}", T0);
+	NEXT_BCAST_MAY(&fx, W(1), W(0) | W(1), 0, "alice", FRAME_PRESENCE,
+	    PRESENCE("alice", "offline"));
+	mm = NEXT_MEMBER(&fx, a2, MEMBER_EV_LEFT);
+	CU_ASSERT_PTR_NULL(mm->reply);
+	member_msg_free(mm);
+	EXPECT_NOTHING(&fx);
+	CU_ASSERT_EQUAL(fx.r->members, 1);
+	CU_ASSERT_EQUAL(fx.r->refs, 1);
+
+	/*
+	 * Another user's leave waits behind carol's pending event: bob gets
+	 * the event sequenced before his leave, not the one after it.
+	 */
+	c = member_new(&fx, 0, "carol");
+	join_quiet(&fx, c);
+	req(&fx, c, "'type':'send','body':'three'");
+	leave(&fx, b, 0, "l2");
+	req(&fx, c, "'type':'send','body':'four'");
+	EXPECT_NOTHING(&fx);
+	EXPECT_RECS(&fx,
+	    { .kind = PERSIST_EVENT, .type = PERSIST_MESSAGE, .seq = 3,
+	      .user = "carol", .body = "three", .ts = T0 },
+	    { .kind = PERSIST_EVENT, .type = PERSIST_MESSAGE, .seq = 4,
+	      .user = "carol", .body = "four", .ts = T0 });
+	COMMIT(&fx, 4);
+	NEXT_BCAST(&fx, W(0) | W(1), 1, "", FRAME_MESSAGE, MSG(3, "carol", "three", T0));
+	NEXT_REPLY(&fx, c, FRAME_ACK, ACK, 3, T0);
+	NEXT_BCAST_MAY(&fx, W(0), W(0) | W(1), 0, "bob", FRAME_PRESENCE,
+	    PRESENCE("bob", "offline"));
+	mm = NEXT_MEMBER(&fx, b, MEMBER_EV_LEFT);
+	CU_ASSERT(frame_is(mm->reply, FRAME_LEFT,
+	    "{'type':'left','ref':'l2','room':'lobby'}"));
+	member_msg_free(mm);
+	NEXT_BCAST(&fx, W(0), 1, "", FRAME_MESSAGE, MSG(4, "carol", "four", T0));
+	NEXT_REPLY(&fx, c, FRAME_ACK, ACK, 4, T0);
+	EXPECT_NOTHING(&fx);
+	CU_ASSERT_EQUAL(fx.r->members, 1);
+	CU_ASSERT_EQUAL(fx.r->refs, 1);
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 0);
+	fx_done_db(&fx);
+}
+
+static void
+test_db_backlog_bound(void)
+{
+	struct fx fx;
+	struct member *a;
+
+	fx_init_db(&fx, 2, 2);
+	a = member_new(&fx, 0, "alice");
+	join_quiet(&fx, a);
+
+	/* Other rooms hold the whole backlog: refused at once, no seq taken. */
+	CU_ASSERT_EQUAL(persist_reserve(fx.persist), 0);
+	CU_ASSERT_EQUAL(persist_reserve(fx.persist), 0);
+	req(&fx, a, "'type':'send','body':'x','id':'i0','ref':'u0'");
+	NEXT_UNAVAILABLE(&fx, a, MEMBER_EV_REPLY, "u0");
+	EXPECT_NOTHING(&fx);
+	EXPECT_NO_RECS(&fx);
+	CU_ASSERT_EQUAL(fx.r->seq, 0);
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 2);
+	persist_unreserve(fx.persist);
+	persist_unreserve(fx.persist);
+
+	/*
+	 * This room holds two: the third is refused at once, ahead of their
+	 * acks (during an outage those wait for the database; the client
+	 * must hear "retry later" now).
+	 */
+	fx.now.wall_ms = T0 + 1;
+	req(&fx, a, "'type':'send','body':'one','id':'i1'");
+	fx.now.wall_ms = T0 + 2;
+	req(&fx, a, "'type':'send','body':'two'");
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 2);
+	fx.now.wall_ms = T0 + 3;
+	req(&fx, a, "'type':'send','body':'three','id':'i3','ref':'u3'");
+	NEXT_UNAVAILABLE(&fx, a, MEMBER_EV_REPLY, "u3");
+	EXPECT_NOTHING(&fx);
+	CU_ASSERT_EQUAL(fx.r->seq, 2);
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 2);
+	EXPECT_RECS(&fx,
+	    { .kind = PERSIST_EVENT, .type = PERSIST_MESSAGE, .seq = 1,
+	      .user = "alice", .body = "one", .client_id = "i1", .ts = T0 + 1 },
+	    { .kind = PERSIST_EVENT, .type = PERSIST_MESSAGE, .seq = 2,
+	      .user = "alice", .body = "two", .ts = T0 + 2 });
+	COMMIT(&fx, 1);
+	NEXT_BCAST(&fx, W(0), 1, "", FRAME_MESSAGE, MSG_ID(1, "alice", "one", T0 + 1, "i1"));
+	NEXT_REPLY(&fx, a, FRAME_ACK,
+	    "{'type':'ack','room':'lobby','seq':1,'ts':%lld,'id':'i1'}", T0 + 1);
+	EXPECT_NOTHING(&fx);
+	COMMIT(&fx, 2);
+	NEXT_BCAST(&fx, W(0), 1, "", FRAME_MESSAGE, MSG(2, "alice", "two", T0 + 2));
+	NEXT_REPLY(&fx, a, FRAME_ACK, ACK, 2, T0 + 2);
+	EXPECT_NOTHING(&fx);
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 0);
+
+	/* Places given back: the next send is taken, at seq 3, i3 not a dup. */
+	fx.now.wall_ms = T0 + 4;
+	req(&fx, a, "'type':'send','body':'three','id':'i3','ref':'u4'");
+	EXPECT_NOTHING(&fx);
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 1);
+	EXPECT_RECS(&fx, { .kind = PERSIST_EVENT, .type = PERSIST_MESSAGE, .seq = 3,
+	    .user = "alice", .body = "three", .client_id = "i3", .ts = T0 + 4 });
+	COMMIT(&fx, 3);
+	NEXT_BCAST(&fx, W(0), 1, "", FRAME_MESSAGE,
+	    MSG_ID(3, "alice", "three", T0 + 4, "i3"));
+	NEXT_REPLY(&fx, a, FRAME_ACK,
+	    "{'type':'ack','ref':'u4','room':'lobby','seq':3,'ts':%lld,'id':'i3'}",
+	    T0 + 4);
+	EXPECT_NOTHING(&fx);
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 0);
+	CU_ASSERT_EQUAL(fx.env.metrics->events, 3);
+	fx_done_db(&fx);
+}
+
+static void
+test_db_read_receipts_held(void)
+{
+	struct fx fx;
+	struct member *a, *b;
+
+	fx_init_db(&fx, 2, 4);
+	a = member_new(&fx, 0, "alice");
+	b = member_new(&fx, 1, "bob");
+	join_quiet(&fx, a);
+	join_quiet(&fx, b);
+	for (int i = 0; i < 3; i++)
+		DB_SEND(&fx, a, "m");
+
+	/* A read is a record; the receipt waits for its commit. */
+	req(&fx, b, "'type':'read','seq':2,'ref':'q'");
+	EXPECT_NOTHING(&fx);
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 1);
+	EXPECT_RECS(&fx, { .kind = PERSIST_READ, .seq = 2, .user = "bob" });
+	COMMIT(&fx, 4);
+	NEXT_BCAST(&fx, W(0) | W(1), 0, "", FRAME_RECEIPT,
+	    "{'type':'receipt','room':'lobby','user':'bob','seq':2}");
+	EXPECT_NOTHING(&fx);
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 0);
+
+	/* Above what is delivered: counts as the committed seq (3), not 4. */
+	req(&fx, a, "'type':'send','body':'four'");
+	req(&fx, b, "'type':'read','seq':99");
+	EXPECT_NOTHING(&fx);
+	EXPECT_RECS(&fx,
+	    { .kind = PERSIST_EVENT, .type = PERSIST_MESSAGE, .seq = 4,
+	      .user = "alice", .body = "four", .ts = T0 },
+	    { .kind = PERSIST_READ, .seq = 3, .user = "bob" });
+	COMMIT(&fx, 5);
+	NEXT_BCAST(&fx, W(0) | W(1), 1, "", FRAME_MESSAGE, MSG(4, "alice", "four", T0));
+	NEXT_REPLY(&fx, a, FRAME_ACK, ACK, 4, T0);
+	EXPECT_NOTHING(&fx);   /* the receipt still waits */
+	COMMIT(&fx, 6);
+	NEXT_BCAST(&fx, W(0) | W(1), 0, "", FRAME_RECEIPT,
+	    "{'type':'receipt','room':'lobby','user':'bob','seq':3}");
+	EXPECT_NOTHING(&fx);
+
+	/* The backlog is full (other rooms): a notice, not a reply. */
+	for (int i = 0; i < 4; i++)
+		CU_ASSERT_EQUAL(persist_reserve(fx.persist), 0);
+	req(&fx, b, "'type':'read','seq':4,'ref':'n1'");
+	NEXT_UNAVAILABLE(&fx, b, MEMBER_EV_NOTICE, "n1");
+	EXPECT_NOTHING(&fx);
+	EXPECT_NO_RECS(&fx);
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 4);
+	for (int i = 0; i < 4; i++)
+		persist_unreserve(fx.persist);
+
+	/* The refused read did not move the position: the same one now does. */
+	req(&fx, b, "'type':'read','seq':4");
+	EXPECT_NOTHING(&fx);
+	EXPECT_RECS(&fx, { .kind = PERSIST_READ, .seq = 4, .user = "bob" });
+	COMMIT(&fx, 7);
+	NEXT_BCAST(&fx, W(0) | W(1), 0, "", FRAME_RECEIPT,
+	    "{'type':'receipt','room':'lobby','user':'bob','seq':4}");
+	EXPECT_NOTHING(&fx);
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 0);
+	fx_done_db(&fx);
+}
+
+static void
+test_db_noop_react_keeps_no_place(void)
+{
+	struct fx fx;
+	struct member *a, *b;
+
+	fx_init_db(&fx, 2, 100);
+	a = member_new(&fx, 0, "alice");
+	b = member_new(&fx, 1, "bob");
+	join_quiet(&fx, a);
+	join_quiet(&fx, b);
+	CU_ASSERT_EQUAL(DB_SEND(&fx, a, "hi"), 1);
+	fx.now.wall_ms = T0 + 5;
+	req(&fx, b, "'type':'react','target':1,'emoji':'+1','id':'r1'");
+	EXPECT_NOTHING(&fx);
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 1);
+	EXPECT_RECS(&fx, { .kind = PERSIST_EVENT, .type = PERSIST_REACTION, .seq = 2,
+	    .user = "bob", .client_id = "r1", .emoji = "+1", .target = 1, .add = 1,
+	    .ts = T0 + 5 });
+	COMMIT(&fx, 2);
+	NEXT_BCAST(&fx, W(0) | W(1), 1, "", FRAME_REACTION,
+	    "{'type':'reaction','room':'lobby','seq':2,'target':1,'user':'bob',"
+	    "'emoji':'+1','add':true,'ts':%lld,'id':'r1'}", T0 + 5);
+	NEXT_REPLY(&fx, b, FRAME_ACK,
+	    "{'type':'ack','room':'lobby','seq':2,'ts':%lld,'id':'r1'}", T0 + 5);
+	EXPECT_NOTHING(&fx);
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 0);
+
+	/* The same again: a noop, answered at once, no record, no place kept. */
+	fx.now.wall_ms = T0 + 777;
+	req(&fx, b, "'type':'react','target':1,'emoji':'+1','id':'r2','ref':'q'");
+	NEXT_REPLY(&fx, b, FRAME_ACK,
+	    "{'type':'ack','ref':'q','room':'lobby','seq':2,'ts':%lld,'id':'r2',"
+	    "'noop':true}", T0 + 777);
+	EXPECT_NOTHING(&fx);
+	EXPECT_NO_RECS(&fx);
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 0);
+	CU_ASSERT_EQUAL(fx.r->seq, 2);
+
+	/*
+	 * A noop repeating a change still pending: no place kept either; it
+	 * is answered behind the pending ack, with the seq committed when it
+	 * was asked (2) and the time then.
+	 */
+	fx.now.wall_ms = T0 + 800;
+	req(&fx, b, "'type':'react','target':1,'emoji':'ok'");
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 1);
+	fx.now.wall_ms = T0 + 801;
+	req(&fx, b, "'type':'react','target':1,'emoji':'ok','ref':'q2'");
+	EXPECT_NOTHING(&fx);
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 1);
+	EXPECT_RECS(&fx, { .kind = PERSIST_EVENT, .type = PERSIST_REACTION, .seq = 3,
+	    .user = "bob", .emoji = "ok", .target = 1, .add = 1, .ts = T0 + 800 });
+	COMMIT(&fx, 3);
+	NEXT_BCAST(&fx, W(0) | W(1), 1, "", FRAME_REACTION,
+	    "{'type':'reaction','room':'lobby','seq':3,'target':1,'user':'bob',"
+	    "'emoji':'ok','add':true,'ts':%lld}", T0 + 800);
+	NEXT_REPLY(&fx, b, FRAME_ACK, ACK, 3, T0 + 800);
+	NEXT_REPLY(&fx, b, FRAME_ACK,
+	    "{'type':'ack','ref':'q2','room':'lobby','seq':2,'ts':%lld,'noop':true}",
+	    T0 + 801);
+	EXPECT_NOTHING(&fx);
+	CU_ASSERT_EQUAL(persist_inflight(fx.persist), 0);
+	CU_ASSERT_EQUAL(fx.env.metrics->events, 3);
+	fx_done_db(&fx);
+}
+
+static void
+test_db_tick_keeps_pending(void)
+{
+	struct fx fx;
+	struct member *a;
+	struct member_msg *mm;
+	uint64_t t;
+
+	fx_init_db(&fx, 1, 100);
+	a = member_new(&fx, 0, "alice");
+	join_quiet(&fx, a);
+
+	/* The last member sends and disconnects; the database is slow. */
+	req(&fx, a, "'type':'send','body':'last'");
+	leave(&fx, a, 1, NULL);
+	EXPECT_NOTHING(&fx);
+	EXPECT_RECS(&fx, { .kind = PERSIST_EVENT, .type = PERSIST_MESSAGE, .seq = 1,
+	    .user = "alice", .body = "last", .ts = T0 });
+	CU_ASSERT_EQUAL(fx.r->npending, 2);
+	/* However long it takes, the room is never freed with records held. */
+	for (int i = 1; i <= 3; i++) {
+		fx.now.mono_ms = M0 + (uint64_t)i * 10 * IDLE_MS;
+		CU_ASSERT_NOT_EQUAL(room_tick(fx.r, &fx.now), ROOM_TICK_FREE);
+	}
+	CU_ASSERT_NOT_EQUAL(fx.r->npending, 0);
+	EXPECT_NOTHING(&fx);
+	/*
+	 * Through requests, members and refs cannot reach 0 while anything is
+	 * pending (the leave waits, holding its reference). Force them, so
+	 * the rule itself is checked: pending records alone keep the room.
+	 */
+	{
+		uint32_t members = fx.r->members;
+		int refs = fx.r->refs;
+		uint64_t idle_since = fx.r->idle_since;
+
+		fx.r->members = 0;
+		fx.r->refs = 0;
+		fx.r->idle_since = M0;
+		CU_ASSERT_EQUAL(room_tick(fx.r, &fx.now), ROOM_TICK_KEEP);
+		fx.r->members = members;
+		fx.r->refs = refs;
+		fx.r->idle_since = idle_since;
+	}
+	EXPECT_NOTHING(&fx);
+
+	/* Committed: the leave happens now, and the idle clock starts now. */
+	t = fx.now.mono_ms;
+	COMMIT(&fx, 1);
+	NEXT_BCAST(&fx, W(0), 1, "", FRAME_MESSAGE, MSG(1, "alice", "last", T0));
+	NEXT_REPLY(&fx, a, FRAME_ACK, ACK, 1, T0);
+	NEXT_BCAST_MAY(&fx, 0, W(0), 0, "alice", FRAME_PRESENCE,
+	    PRESENCE("alice", "offline"));
+	mm = NEXT_MEMBER(&fx, a, MEMBER_EV_LEFT);   /* releases */
+	CU_ASSERT_PTR_NULL(mm->reply);
+	member_msg_free(mm);
+	EXPECT_NOTHING(&fx);
+	CU_ASSERT_EQUAL(fx.r->members, 0);
+	CU_ASSERT_EQUAL(fx.r->npending, 0);
+	CU_ASSERT_EQUAL(fx.r->refs, 0);
+	CU_ASSERT_EQUAL(room_wants_tick(fx.r), 1);   /* db mode: events may go */
+	fx.now.mono_ms = t + IDLE_MS - 1;
+	CU_ASSERT_EQUAL(room_tick(fx.r, &fx.now), ROOM_TICK_KEEP);
+	fx.now.mono_ms = t + IDLE_MS;
+	CU_ASSERT_EQUAL(room_tick(fx.r, &fx.now), ROOM_TICK_FREE);
+	EXPECT_NO_RECS(&fx);
+	fx_done_db(&fx);
+}
+
+static void
+test_db_history_committed_only(void)
+{
+	struct fx fx;
+	struct member *a;
+	json_t *ev, *want;
+
+	fx_init_db(&fx, 1, 100);
+	a = member_new(&fx, 0, "alice");
+	join_quiet(&fx, a);
+	CU_ASSERT_EQUAL(DB_SEND(&fx, a, "one"), 1);
+
+	fx.now.wall_ms = T0 + 5;
+	req(&fx, a, "'type':'send','body':'two','ref':'s2'");
+	req(&fx, a, "'type':'history','ref':'h'");
+	EXPECT_NOTHING(&fx);
+	EXPECT_RECS(&fx, { .kind = PERSIST_EVENT, .type = PERSIST_MESSAGE, .seq = 2,
+	    .user = "alice", .body = "two", .ts = T0 + 5 });
+	COMMIT(&fx, 2);
+	NEXT_BCAST(&fx, W(0), 1, "", FRAME_MESSAGE, MSG(2, "alice", "two", T0 + 5));
+	NEXT_REPLY(&fx, a, FRAME_ACK,
+	    "{'type':'ack','ref':'s2','room':'lobby','seq':2,'ts':%lld}", T0 + 5);
+	/* The history, after the ack, holds what was committed when asked. */
+	expect_head(__LINE__, &fx, a, MEMBER_EV_REPLY);
+	ev = history_events(__LINE__, &fx, a, "h", 0);
+	CU_ASSERT(events_span(ev, 1, 1));
+	want = json_pack("{s:s, s:s, s:i, s:s, s:s, s:I}", "type", "message",
+	    "room", "lobby", "seq", 1, "user", "alice", "body", "one",
+	    "ts", (json_int_t)T0);
+	CU_ASSERT(json_equal(json_array_get(ev, 0), want));
+	json_decref(want);
+	json_decref(ev);
+	EXPECT_NOTHING(&fx);
+
+	/* Asked again now: both. */
+	req(&fx, a, "'type':'history'");
+	expect_head(__LINE__, &fx, a, MEMBER_EV_REPLY);
+	ev = history_events(__LINE__, &fx, a, NULL, 0);
+	CU_ASSERT(events_span(ev, 1, 2));
+	json_decref(ev);
+	EXPECT_NOTHING(&fx);
+	EXPECT_NO_RECS(&fx);
+	fx_done_db(&fx);
+}
+
 int
 main(void)
 {
@@ -2305,6 +3244,24 @@ main(void)
 		{ "tick: free only empty, idle, unreferenced", test_tick_free_rules },
 		{ "tick: memory mode keeps rooms with events", test_tick_keep_events },
 		{ "request from a non-member", test_not_member },
+		{ "db: a send is delivered and acked once committed",
+		    test_db_send_waits_for_commit },
+		{ "db: partial commit; joined.seq and replay are committed",
+		    test_db_commit_partial },
+		{ "db: errors and duplicate acks wait behind pending acks",
+		    test_db_replies_wait_behind_acks },
+		{ "db: leave waits behind pending acks",
+		    test_db_leave_waits_behind_acks },
+		{ "db: backlog bound, unavailable with retry_after_ms",
+		    test_db_backlog_bound },
+		{ "db: receipts held until committed; full backlog is a notice",
+		    test_db_read_receipts_held },
+		{ "db: noop react keeps no backlog place",
+		    test_db_noop_react_keeps_no_place },
+		{ "db: tick never frees a room with pending records",
+		    test_db_tick_keeps_pending },
+		{ "db: history holds committed events, after pending acks",
+		    test_db_history_committed_only },
 	};
 
 	return UNIT_RUN("room", tests);
