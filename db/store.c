@@ -61,9 +61,10 @@ store_sql_activate(const char *room, unsigned ring, unsigned ids_max)
 	    "SELECT " EVENT_COLUMNS " FROM events e WHERE e.room = %s "
 	    "ORDER BY e.seq DESC LIMIT %u;"
 	    "SELECT user_name, client_id, seq, ts FROM events WHERE room = %s "
-	    "AND client_id IS NOT NULL ORDER BY seq DESC LIMIT %u;"
+	    "AND client_id IS NOT NULL AND seq > (SELECT coalesce(max(seq), 0) "
+	    "FROM events WHERE room = %s) - %u ORDER BY seq DESC LIMIT %u;"
 	    "SELECT user_name, seq FROM read_positions WHERE room = %s",
-	    q, q, q, ring, q, ids_max, q);
+	    q, q, q, ring, q, q, STORE_IDS_SCAN, ids_max, q);
 }
 
 char *

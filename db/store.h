@@ -38,6 +38,14 @@ struct stored_event {
  *   3: read positions: user, seq
  */
 char *store_sql_activate(const char *room, unsigned ring, unsigned ids_max);
+/*
+ * The ids are looked for among the room's latest STORE_IDS_SCAN events (by
+ * the primary key: no index of their own, which would cost a fifth of the
+ * write rate). A room where fewer than ids_max of those carry an id loads
+ * fewer; an id older than that which comes back is a new event, stored
+ * without its id (persist.c).
+ */
+#define STORE_IDS_SCAN 100000
 #define STORE_ACTIVATE_RESULTS 4
 
 /* The latest limit + 1 events with seq <= top, newest first. */

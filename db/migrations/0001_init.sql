@@ -44,12 +44,11 @@ CREATE TABLE events (
 	CHECK ((kind = 'reaction') = (emoji IS NOT NULL AND add IS NOT NULL))
 );
 
--- A client id belongs to its user and room (PROTOCOL.md section 5).
+-- A client id belongs to its user and room (PROTOCOL.md section 5). A
+-- room's latest ids are loaded through the primary key (store.c): a
+-- second (room, seq) index for them cost a fifth of the write rate.
 CREATE UNIQUE INDEX events_client_id ON events (room, user_name, client_id)
 	WHERE client_id IS NOT NULL;
--- A room's latest ids, loaded when it activates: the dedupe window
--- survives restarts without scanning the whole stream.
-CREATE INDEX events_ids ON events (room, seq) WHERE client_id IS NOT NULL;
 -- The edits, deletes and reactions of one message.
 CREATE INDEX events_target ON events (room, target) WHERE target IS NOT NULL;
 
