@@ -597,3 +597,27 @@ harness_run(void)
 	CU_cleanup_registry();
 	return failures ? 1 : 0;
 }
+
+/* ---- reading server frames ---- */
+
+const char *
+jstr(const json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(o, k));
+}
+
+int
+jstreq(const json_t *o, const char *k, const char *v)
+{
+	const char *s = jstr(o, k);
+
+	return s != NULL && v != NULL && strcmp(s, v) == 0;
+}
+
+long long
+jint(const json_t *o, const char *k)
+{
+	const json_t *v = json_object_get(o, k);
+
+	return json_is_integer(v) ? (long long)json_integer_value(v) : -1;
+}

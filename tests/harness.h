@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <CUnit/CUnit.h>
+#include <jansson.h>
 
 #define HARNESS_PATH 256
 
@@ -91,6 +92,15 @@ int http_request(int port, const char *req, size_t len, struct http_resp *r,
 int http_header(const struct http_resp *r, const char *name, char *out,
     size_t outsz);
 void http_resp_free(struct http_resp *r);
+
+/* ---- reading server frames ---- */
+
+/* A string field, or NULL when absent or not a string. */
+const char *jstr(const json_t *o, const char *k);
+/* 1 if the field is the string v. */
+int jstreq(const json_t *o, const char *k, const char *v);
+/* An integer field, or -1 when absent or not an integer. */
+long long jint(const json_t *o, const char *k);
 
 /* ---- the CUnit main of integration test programs ---- */
 

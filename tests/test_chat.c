@@ -149,29 +149,6 @@ test_stop(void)
 
 /* ---- JSON helpers --------------------------------------------------- */
 
-static const char *
-jstr(const json_t *o, const char *k)
-{
-	return json_string_value(json_object_get(o, k));
-}
-
-static int
-jstreq(const json_t *o, const char *k, const char *v)
-{
-	const char *s = jstr(o, k);
-
-	return s != NULL && v != NULL && strcmp(s, v) == 0;
-}
-
-/* An integer field, or -1 when absent or not an integer. */
-static long long
-jint(const json_t *o, const char *k)
-{
-	const json_t *v = json_object_get(o, k);
-
-	return json_is_integer(v) ? (long long)json_integer_value(v) : -1;
-}
-
 static int
 jtrue(const json_t *o, const char *k)
 {

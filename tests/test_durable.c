@@ -494,28 +494,6 @@ parley_stop(int sig, int timeout_ms)
 
 /* ---- JSON ---------------------------------------------------------------- */
 
-static const char *
-jstr(const json_t *o, const char *k)
-{
-	return json_string_value(json_object_get(o, k));
-}
-
-static int
-jstreq(const json_t *o, const char *k, const char *v)
-{
-	const char *s = jstr(o, k);
-
-	return s != NULL && v != NULL && strcmp(s, v) == 0;
-}
-
-static long long
-jint(const json_t *o, const char *k)
-{
-	const json_t *v = json_object_get(o, k);
-
-	return json_is_integer(v) ? (long long)json_integer_value(v) : -1;
-}
-
 static int
 is_type(const json_t *o, const char *t)
 {

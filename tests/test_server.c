@@ -155,12 +155,6 @@ recv_json(struct wsc *c, int timeout_ms)
 	return frame_json(&f);
 }
 
-static const char *
-jstr(json_t *o, const char *k)
-{
-	return json_string_value(json_object_get(o, k));
-}
-
 /* One app-level ping/pong round trip within timeout_ms; 1 when it worked. */
 static int
 app_ping(struct wsc *c, const char *ref, int timeout_ms)
