@@ -32,6 +32,8 @@ literal(char *out, size_t cap, const char *s)
 	"WHERE d.room = e.room AND d.kind = 'delete' AND d.target = " \
 	"CASE WHEN e.kind = 'message' THEN e.seq ELSE e.target END)"
 
+static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 static char *
 format(const char *fmt, ...)
 {
