@@ -117,7 +117,7 @@ struct persist {
 	/* the thread only */
 	struct persist_rec *head, *tail;
 	uint64_t nqueued;
-	int64_t head_since_ms;        /* when the oldest queued record was taken */
+	int64_t head_since_us;        /* when the oldest queued record was taken */
 	void *pg;                     /* PGconn */
 	unsigned backoff_ms;
 	int64_t retry_at_ms;          /* no connection attempt before this */
