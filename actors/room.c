@@ -939,7 +939,7 @@ room_record(struct room *r, struct persist_rec *rec, const struct room_clock *no
 	rec->room = r;
 	rec->home = r->home;
 	rec->rec = r->rec;
-	rec->room_name = r->name;
+	rec->room_id = r->room_id;
 	persist_submit(r->env->persist, rec);
 }
 
@@ -1235,12 +1235,18 @@ room_resume(struct room *r)
 }
 
 static int
+result_ok(const PGresult *r)
+{
+	return PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK;
+}
+
+static int
 results_ok(PGresult *const *res, int nres, int want)
 {
 	if (res == NULL || nres != want)
 		return 0;
 	for (int i = 0; i < nres; i++)
-		if (PQresultStatus(res[i]) != PGRES_TUPLES_OK)
+		if (!result_ok(res[i]))
 			return 0;
 	return 1;
 }
@@ -1251,7 +1257,7 @@ results_error(PGresult *const *res, int nres, const char *error)
 	if (error != NULL)
 		return error;
 	for (int i = 0; i < nres; i++)
-		if (PQresultStatus(res[i]) != PGRES_TUPLES_OK)
+		if (!result_ok(res[i]))
 			return PQresultErrorMessage(res[i]);
 	return "unexpected results";
 }
@@ -1415,21 +1421,16 @@ load_events(struct room *r, const PGresult *res)
 	}
 }
 
+/* res: as store_sql_activate says (res[0] made the room's row if new). */
 static void
 load_state(struct room *r, PGresult *const *res)
 {
-	const PGresult *ids = res[2], *reads = res[3];
+	const PGresult *ids = res[3], *reads = res[4];
 
-	r->seq = r->committed = (uint64_t)store_int(res[0], 0, 0);
-	r->last_ts = store_int(res[0], 0, 1);
-	if (PQgetvalue(res[0], 0, 2)[0] != 't') {
-		/* First seen: the room gets its row (no one waits for it). */
-		struct persist_rec *rec = persist_rec_new(PERSIST_ROOM, NULL, NULL, 0, NULL, NULL);
-
-		rec->room_name = r->name;
-		persist_submit(r->env->persist, rec);
-	}
-	load_events(r, res[1]);
+	r->room_id = store_int(res[1], 0, 0);
+	r->seq = r->committed = (uint64_t)store_int(res[1], 0, 1);
+	r->last_ts = store_int(res[1], 0, 2);
+	load_events(r, res[2]);
 	/* Oldest first, so the window forgets them in their order. */
 	for (int i = PQntuples(ids) - 1; i >= 0; i--) {
 		const char *id = PQgetvalue(ids, i, 1);
@@ -1449,7 +1450,7 @@ activate_done(void *arg, PGresult *const *res, int nres, const char *error)
 
 	r->query = NULL;
 	r->loading = 0;
-	if (!results_ok(res, nres, STORE_ACTIVATE_RESULTS) || PQntuples(res[0]) != 1) {
+	if (!results_ok(res, nres, STORE_ACTIVATE_RESULTS) || PQntuples(res[1]) != 1) {
 		log_read_failed(r, "activate", res, nres, error);
 		refuse_waiting(r);
 	} else {

@@ -232,6 +232,7 @@ struct room {
 	uint32_t npending;
 
 	/* reads (home worker) */
+	int64_t room_id;          /* --db: rooms.id, from activation */
 	uint8_t loaded;           /* activation done */
 	uint8_t loading;          /* activation read in flight */
 	uint8_t blocked;          /* another read in flight */

@@ -466,9 +466,8 @@ copy_row(struct buf *b, const struct persist_rec *r)
 	char num[64];
 	int n;
 
-	copy_text(b, r->room_name, strlen(r->room_name));
-	n = snprintf(num, sizeof(num), "\t%llu\t%s\t", (unsigned long long)r->seq,
-	    kind_names[r->type]);
+	n = snprintf(num, sizeof(num), "%lld\t%llu\t%s\t", (long long)r->room_id,
+	    (unsigned long long)r->seq, kind_names[r->type]);
 	buf_add(b, num, (size_t)n);
 	copy_text(b, r->user, strlen(r->user));
 	if (r->type == PERSIST_MESSAGE)
@@ -507,28 +506,22 @@ read_cmp(const void *a, const void *b)
 {
 	const struct persist_rec *x = *(struct persist_rec *const *)a;
 	const struct persist_rec *y = *(struct persist_rec *const *)b;
-	int c = strcmp(x->room_name, y->room_name);
-
-	return c != 0 ? c : strcmp(x->user, y->user);
+	if (x->room_id != y->room_id)
+		return x->room_id < y->room_id ? -1 : 1;
+	return strcmp(x->user, y->user);
 }
 
 /*
- * The statements after the COPY: new rooms, then read positions (one row
- * per room and user: the highest; the database keeps the higher of its
- * own and ours), then COMMIT.
+ * The statements after the COPY: read positions (one row per room and
+ * user: the highest; the database keeps the higher of its own and ours),
+ * then COMMIT.
  */
 static void
-tail_sql(struct buf *b, struct persist_rec **reads, size_t nreads,
-    struct persist_rec **rooms, size_t nrooms)
+tail_sql(struct buf *b, struct persist_rec **reads, size_t nreads)
 {
-	char num[32];
+	char num[48];
 	size_t i, out = 0;
 
-	for (i = 0; i < nrooms; i++) {
-		buf_str(b, "INSERT INTO rooms (name) VALUES (");
-		sql_literal(b, rooms[i]->room_name);
-		buf_str(b, ") ON CONFLICT DO NOTHING;");
-	}
 	qsort(reads, nreads, sizeof(*reads), read_cmp);
 	for (i = 0; i < nreads; i++) {
 		struct persist_rec *r = reads[i];
@@ -540,16 +533,16 @@ tail_sql(struct buf *b, struct persist_rec **reads, size_t nreads,
 			reads[i + 1] = r;   /* carry the higher forward */
 			continue;
 		}
-		buf_str(b, out++ == 0 ? "INSERT INTO read_positions (room, user_name, seq) VALUES (" :
-		    ",(");
-		sql_literal(b, r->room_name);
-		buf_add(b, ",", 1);
+		buf_str(b, out++ == 0 ?
+		    "INSERT INTO read_positions (room_id, user_name, seq) VALUES (" : ",(");
+		snprintf(num, sizeof(num), "%lld,", (long long)r->room_id);
+		buf_str(b, num);
 		sql_literal(b, r->user);
 		snprintf(num, sizeof(num), ",%llu)", (unsigned long long)r->seq);
 		buf_str(b, num);
 	}
 	if (out > 0)
-		buf_str(b, " ON CONFLICT (room, user_name) DO UPDATE SET seq = "
+		buf_str(b, " ON CONFLICT (room_id, user_name) DO UPDATE SET seq = "
 		    "GREATEST(read_positions.seq, EXCLUDED.seq);");
 	buf_add(b, "COMMIT", 7);   /* with its NUL: it is sent as a string */
 }
@@ -569,8 +562,7 @@ static void
 batch_build(struct persist *p, struct batch *bt, size_t n)
 {
 	struct persist_rec **reads = xmalloc(n * sizeof(*reads));
-	struct persist_rec **rooms = xmalloc(n * sizeof(*rooms));
-	size_t nreads = 0, nrooms = 0, i = 0;
+	size_t nreads = 0, i = 0;
 
 	bt->recs = xrealloc(bt->recs, n * sizeof(*bt->recs));
 	bt->n = n;
@@ -588,14 +580,10 @@ batch_build(struct persist *p, struct batch *bt, size_t n)
 		case PERSIST_READ:
 			reads[nreads++] = r;
 			break;
-		case PERSIST_ROOM:
-			rooms[nrooms++] = r;
-			break;
 		}
 	}
-	tail_sql(&bt->tail, reads, nreads, rooms, nrooms);
+	tail_sql(&bt->tail, reads, nreads);
 	free(reads);
-	free(rooms);
 }
 
 /*
@@ -606,20 +594,20 @@ batch_build(struct persist *p, struct batch *bt, size_t n)
 static const char staging_sql[] =
     "BEGIN;"
     "CREATE TEMP TABLE IF NOT EXISTS events_staging (LIKE events) ON COMMIT DELETE ROWS;"
-    "COPY events_staging (room, seq, kind, user_name, target, body, emoji, add, client_id, ts) "
+    "COPY events_staging (room_id, seq, kind, user_name, target, body, emoji, add, client_id, ts) "
     "FROM STDIN";
 static const char staging_insert_sql[] =
-    "INSERT INTO events SELECT s.room, s.seq, s.kind, s.user_name, s.target, s.body, "
-    "s.emoji, s.add, CASE WHEN EXISTS (SELECT 1 FROM events e WHERE e.room = s.room "
+    "INSERT INTO events SELECT s.room_id, s.seq, s.kind, s.user_name, s.target, s.body, "
+    "s.emoji, s.add, CASE WHEN EXISTS (SELECT 1 FROM events e WHERE e.room_id = s.room_id "
     "AND e.user_name = s.user_name AND e.client_id = s.client_id) THEN NULL "
-    "ELSE s.client_id END, s.ts FROM events_staging s ORDER BY s.room, s.seq;";
+    "ELSE s.client_id END, s.ts FROM events_staging s ORDER BY s.room_id, s.seq;";
 static const char copy_sql[] =
     "BEGIN;"
-    "COPY events (room, seq, kind, user_name, target, body, emoji, add, client_id, ts) "
+    "COPY events (room_id, seq, kind, user_name, target, body, emoji, add, client_id, ts) "
     "FROM STDIN";
 /* A batch of events only: the COPY is its own transaction, one round trip less. */
 static const char copy_alone_sql[] =
-    "COPY events (room, seq, kind, user_name, target, body, emoji, add, client_id, ts) "
+    "COPY events (room_id, seq, kind, user_name, target, body, emoji, add, client_id, ts) "
     "FROM STDIN";
 
 /*
@@ -737,15 +725,11 @@ notify_rooms(struct persist *p, struct batch *bt)
 static void
 batch_done(struct persist *p, struct batch *bt)
 {
-	uint64_t reserved = 0;
-
 	notify_rooms(p, bt);
 	for (size_t i = 0; i < bt->n; i++) {
 		struct persist_rec *r = p->head;
 
 		p->head = r->next;
-		if (r->base.kind != PERSIST_ROOM)
-			reserved++;
 		free(r);
 	}
 	if (p->head == NULL)
@@ -754,7 +738,7 @@ batch_done(struct persist *p, struct batch *bt)
 		p->head_since_us = now_us();
 	p->nqueued -= bt->n;
 	ck_pr_store_64(&p->queued, p->nqueued);
-	ck_pr_sub_64(&p->inflight, reserved);
+	ck_pr_sub_64(&p->inflight, bt->n);   /* every record held a place */
 }
 
 /*
@@ -765,16 +749,16 @@ batch_done(struct persist *p, struct batch *bt)
 static int
 batch_landed(struct persist *p, struct batch *bt)
 {
-	char seq[24];
-	const char *params[2] = { NULL, seq };
+	char seq[24], room[24];
+	const char *params[2] = { room, seq };
 	PGresult *r;
 	int landed;
 
 	if (bt->first_event == NULL)
 		return 0;
-	params[0] = bt->first_event->room_name;
+	snprintf(room, sizeof(room), "%lld", (long long)bt->first_event->room_id);
 	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)bt->first_event->seq);
-	r = PQexecParams(p->pg, "SELECT 1 FROM events WHERE room = $1 AND seq = $2",
+	r = PQexecParams(p->pg, "SELECT 1 FROM events WHERE room_id = $1 AND seq = $2",
 	    2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		PQclear(r);

@@ -41,7 +41,6 @@ struct room;
 enum persist_kind {
 	PERSIST_EVENT = 1,        /* one row of events */
 	PERSIST_READ,             /* a read position, upserted forward only */
-	PERSIST_ROOM,             /* a public room seen for the first time */
 	PERSIST_MSG_STOP,         /* internal: drain and exit */
 };
 
@@ -59,7 +58,7 @@ struct persist_rec {
 	struct room *room;        /* told after commit (NULL: nobody waits) */
 	unsigned home;            /* the room's home worker */
 	uint64_t rec;             /* the room's record number (0: nobody waits) */
-	const char *room_name;    /* the room's immutable name */
+	int64_t room_id;          /* rooms.id, known once the room is loaded */
 	uint8_t type;             /* PERSIST_EVENT: enum persist_event_type */
 	uint8_t add;              /* reaction */
 	uint64_t seq;             /* event seq, or the read position */

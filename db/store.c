@@ -29,8 +29,11 @@ literal(char *out, size_t cap, const char *s)
 #define EVENT_COLUMNS \
 	"e.seq, e.kind, e.user_name, e.target, e.body, e.emoji, e.add, e.client_id, e.ts, " \
 	"e.kind IN ('message', 'edit') AND EXISTS (SELECT 1 FROM events d " \
-	"WHERE d.room = e.room AND d.kind = 'delete' AND d.target = " \
+	"WHERE d.room_id = e.room_id AND d.kind = 'delete' AND d.target = " \
 	"CASE WHEN e.kind = 'message' THEN e.seq ELSE e.target END)"
+
+/* The room's id, by its name (a literal). */
+#define ROOM_ID "(SELECT id FROM rooms WHERE name = %s)"
 
 static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -57,15 +60,19 @@ store_sql_activate(const char *room, unsigned ring, unsigned ids_max)
 	char q[160];
 
 	literal(q, sizeof(q), room);
+	/* The ts of the latest event is the room's latest (ts never goes
+	 * back within a room): no scan for max(ts). */
 	return format(
-	    "SELECT coalesce(max(seq), 0), coalesce(max(ts), 0), "
-	    "EXISTS (SELECT 1 FROM rooms WHERE name = %s) FROM events WHERE room = %s;"
-	    "SELECT " EVENT_COLUMNS " FROM events e WHERE e.room = %s "
+	    "INSERT INTO rooms (name) VALUES (%s) ON CONFLICT (name) DO NOTHING;"
+	    "SELECT r.id, coalesce(l.seq, 0), coalesce(l.ts, 0) FROM rooms r "
+	    "LEFT JOIN LATERAL (SELECT seq, ts FROM events WHERE room_id = r.id "
+	    "ORDER BY seq DESC LIMIT 1) l ON true WHERE r.name = %s;"
+	    "SELECT " EVENT_COLUMNS " FROM events e WHERE e.room_id = " ROOM_ID " "
 	    "ORDER BY e.seq DESC LIMIT %u;"
-	    "SELECT user_name, client_id, seq, ts FROM events WHERE room = %s "
+	    "SELECT user_name, client_id, seq, ts FROM events WHERE room_id = " ROOM_ID " "
 	    "AND client_id IS NOT NULL AND seq > (SELECT coalesce(max(seq), 0) "
-	    "FROM events WHERE room = %s) - %u ORDER BY seq DESC LIMIT %u;"
-	    "SELECT user_name, seq FROM read_positions WHERE room = %s",
+	    "FROM events WHERE room_id = " ROOM_ID ") - %u ORDER BY seq DESC LIMIT %u;"
+	    "SELECT user_name, seq FROM read_positions WHERE room_id = " ROOM_ID,
 	    q, q, q, ring, q, q, STORE_IDS_SCAN, ids_max, q);
 }
 
@@ -75,7 +82,7 @@ store_sql_page(const char *room, uint64_t top, unsigned limit)
 	char q[160];
 
 	literal(q, sizeof(q), room);
-	return format("SELECT " EVENT_COLUMNS " FROM events e WHERE e.room = %s "
+	return format("SELECT " EVENT_COLUMNS " FROM events e WHERE e.room_id = " ROOM_ID " "
 	    "AND e.seq <= %llu ORDER BY e.seq DESC LIMIT %u",
 	    q, (unsigned long long)top, limit + 1);
 }
@@ -88,11 +95,11 @@ store_sql_target(const char *room, uint64_t target)
 
 	literal(q, sizeof(q), room);
 	return format(
-	    "SELECT kind, user_name FROM events WHERE room = %s AND seq = %llu;"
-	    "SELECT EXISTS (SELECT 1 FROM events WHERE room = %s AND target = %llu "
+	    "SELECT kind, user_name FROM events WHERE room_id = " ROOM_ID " AND seq = %llu;"
+	    "SELECT EXISTS (SELECT 1 FROM events WHERE room_id = " ROOM_ID " AND target = %llu "
 	    "AND kind = 'delete');"
-	    "SELECT user_name, emoji, add FROM events WHERE room = %s AND target = %llu "
-	    "AND kind = 'reaction' ORDER BY seq",
+	    "SELECT user_name, emoji, add FROM events WHERE room_id = " ROOM_ID
+	    " AND target = %llu AND kind = 'reaction' ORDER BY seq",
 	    q, t, q, t, q, t);
 }
 
@@ -104,11 +111,10 @@ store_sql_events_api(const char *room, const char *user, uint64_t top, unsigned 
 
 	literal(q, sizeof(q), room);
 	literal(u, sizeof(u), user);
-	sql = format("SELECT EXISTS (SELECT 1 FROM rooms WHERE name = %s) OR "
-	    "EXISTS (SELECT 1 FROM events WHERE room = %s), "
+	sql = format("SELECT EXISTS (SELECT 1 FROM rooms WHERE name = %s), "
 	    "coalesce((SELECT private FROM rooms WHERE name = %s), false), "
-	    "EXISTS (SELECT 1 FROM members WHERE room = %s AND user_name = %s);%s",
-	    q, q, q, q, u, page);
+	    "EXISTS (SELECT 1 FROM members WHERE room_id = " ROOM_ID " AND user_name = %s);%s",
+	    q, q, q, u, page);
 	free(page);
 	return sql;
 }

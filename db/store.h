@@ -31,11 +31,13 @@ struct stored_event {
 };
 
 /*
- * Room activation, four results:
- *   0: max seq, max ts, whether the room has a row in rooms
- *   1: the latest ring events, newest first (store_event_row)
- *   2: the latest ids_max client ids, newest first: user, id, seq, ts
- *   3: read positions: user, seq
+ * Room activation: the room's row is made if it is new (a room exists once
+ * touched, PROTOCOL.md section 4), then four results:
+ *   1: the room's id, its latest seq and that event's ts (0, 0 if none)
+ *   2: the latest ring events, newest first (store_event_row)
+ *   3: the latest ids_max client ids, newest first: user, id, seq, ts
+ *   4: read positions: user, seq
+ * (result 0 is the insert's).
  */
 char *store_sql_activate(const char *room, unsigned ring, unsigned ids_max);
 /*
@@ -46,7 +48,7 @@ char *store_sql_activate(const char *room, unsigned ring, unsigned ids_max);
  * without its id (persist.c).
  */
 #define STORE_IDS_SCAN 100000
-#define STORE_ACTIVATE_RESULTS 4
+#define STORE_ACTIVATE_RESULTS 5
 
 /* The latest limit + 1 events with seq <= top, newest first. */
 char *store_sql_page(const char *room, uint64_t top, unsigned limit);

@@ -1,9 +1,10 @@
 -- parley schema, version 1.
 --
--- Names are the keys: rooms and users are named by the protocol's own names
--- (PROTOCOL.md sections 2 and 4), so the persistence thread writes events
--- without looking anything up. Users need not be registered: tokens may be
--- minted by another system, so events name their user without a foreign key.
+-- Rooms get an integer id when first touched (parleyd inserts the row as it
+-- loads the room), and the stream refers to rooms by it: text room names in
+-- the primary key made every insert compare strings. Users are named by
+-- their protocol names and need not be registered (tokens may be minted by
+-- another system), so events name their user without a foreign key.
 
 CREATE TABLE users (
 	name          text PRIMARY KEY,
@@ -12,7 +13,8 @@ CREATE TABLE users (
 );
 
 CREATE TABLE rooms (
-	name       text PRIMARY KEY,
+	id         integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	name       text NOT NULL UNIQUE,
 	private    boolean NOT NULL DEFAULT false,
 	created_by text,
 	created_at timestamptz NOT NULL DEFAULT now()
@@ -20,16 +22,18 @@ CREATE TABLE rooms (
 
 -- Who may enter a private room (public rooms and DMs need no rows here).
 CREATE TABLE members (
-	room      text NOT NULL REFERENCES rooms (name) ON DELETE CASCADE,
+	room_id   integer NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
 	user_name text NOT NULL,
-	PRIMARY KEY (room, user_name)
+	PRIMARY KEY (room_id, user_name)
 );
 
 -- Each room's one ordered stream: messages, edits, deletes and reactions
 -- (a reaction added or removed is an event like any other). ts is the
--- protocol's: milliseconds since the epoch, taken when sequenced.
+-- protocol's: milliseconds since the epoch, taken when sequenced. No foreign
+-- key to rooms: the row is there before the first event, and checking it
+-- would cost every insert.
 CREATE TABLE events (
-	room      text     NOT NULL,
+	room_id   integer  NOT NULL,
 	seq       bigint   NOT NULL CHECK (seq > 0),
 	kind      text     NOT NULL CHECK (kind IN ('message', 'edit', 'delete', 'reaction')),
 	user_name text     NOT NULL,
@@ -39,7 +43,7 @@ CREATE TABLE events (
 	add       boolean,
 	client_id text,
 	ts        bigint   NOT NULL,
-	PRIMARY KEY (room, seq),
+	PRIMARY KEY (room_id, seq),
 	CHECK ((kind = 'message') = (target IS NULL)),
 	CHECK ((kind = 'reaction') = (emoji IS NOT NULL AND add IS NOT NULL))
 );
@@ -47,14 +51,14 @@ CREATE TABLE events (
 -- A client id belongs to its user and room (PROTOCOL.md section 5). A
 -- room's latest ids are loaded through the primary key (store.c): a
 -- second (room, seq) index for them cost a fifth of the write rate.
-CREATE UNIQUE INDEX events_client_id ON events (room, user_name, client_id)
+CREATE UNIQUE INDEX events_client_id ON events (room_id, user_name, client_id)
 	WHERE client_id IS NOT NULL;
 -- The edits, deletes and reactions of one message.
-CREATE INDEX events_target ON events (room, target) WHERE target IS NOT NULL;
+CREATE INDEX events_target ON events (room_id, target) WHERE target IS NOT NULL;
 
 CREATE TABLE read_positions (
-	room      text   NOT NULL,
-	user_name text   NOT NULL,
-	seq       bigint NOT NULL,
-	PRIMARY KEY (room, user_name)
+	room_id   integer NOT NULL,
+	user_name text    NOT NULL,
+	seq       bigint  NOT NULL,
+	PRIMARY KEY (room_id, user_name)
 );
