@@ -978,9 +978,9 @@ test_kill_restart(void)
 		dcl_close(&c[i]);
 
 	/* Every acked send is stored exactly once, at its acked seq. */
-	REQUIRE(psql(cur_db, "SELECT room, seq, user_name, body, "
-	    "coalesce(client_id, '-'), ts FROM events ORDER BY room, seq",
-	    &out) == 0);
+	REQUIRE(psql(cur_db, "SELECT r.name, e.seq, e.user_name, e.body, "
+	    "coalesce(e.client_id, '-'), e.ts FROM events e LEFT JOIN rooms r "
+	    "ON r.id = e.room_id ORDER BY r.name, e.seq", &out) == 0);
 	for (int r = 0; r < K_ROOMS; r++) {
 		maxseq[r] = 0;
 		for (int i = 0; i < K_CONNS; i++)
@@ -1074,8 +1074,9 @@ test_kill_restart(void)
 		}
 	}
 	/* The new ones' ts, as stored. */
-	REQUIRE(psql(cur_db, "SELECT room, seq, ts FROM events WHERE client_id "
-	    "LIKE 'after-%' ORDER BY room", &out) == 0);
+	REQUIRE(psql(cur_db, "SELECT r.name, e.seq, e.ts FROM events e JOIN rooms r "
+	    "ON r.id = e.room_id WHERE e.client_id LIKE 'after-%' ORDER BY r.name",
+	    &out) == 0);
 	cur = out;
 	while (next_row(&cur, f, 3) == 3) {
 		int r = -1;
@@ -1134,8 +1135,9 @@ test_kill_restart(void)
 	/* The new sends are stored too, once each. */
 	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT count(*) FROM events"),
 	    K_TOTAL + K_ROOMS);
-	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT count(*) FROM (SELECT room FROM "
-	    "events GROUP BY room HAVING count(*) = max(seq) AND min(seq) = 1) x"),
+	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT count(*) FROM (SELECT r.name FROM "
+	    "events e LEFT JOIN rooms r ON r.id = e.room_id GROUP BY r.name HAVING "
+	    "count(*) = max(e.seq) AND min(e.seq) = 1) x"),
 	    K_ROOMS);
 	st = parley_stop(SIGTERM, 10000);
 	CU_ASSERT_EQUAL(st, 0);
@@ -1342,8 +1344,9 @@ test_sigterm_drain(void)
 	dcl_close(&c);
 
 	/* The stream as stored: gap-free, in send order, acked seqs kept. */
-	REQUIRE(psql(cur_db, "SELECT seq, coalesce(client_id, '-'), body FROM "
-	    "events WHERE room = 'drain' ORDER BY seq", &out) == 0);
+	REQUIRE(psql(cur_db, "SELECT e.seq, coalesce(e.client_id, '-'), e.body "
+	    "FROM events e JOIN rooms r ON r.id = e.room_id WHERE r.name = 'drain' "
+	    "ORDER BY e.seq", &out) == 0);
 	cur = out;
 	{
 		int last_k = -1, order = 1, gaps = 0, wrong = 0;
@@ -1565,8 +1568,9 @@ test_db_outage(void)
 		CU_ASSERT_EQUAL(wrong_seq, 0);
 		CU_ASSERT_EQUAL(no_copy, 0);
 	}
-	REQUIRE(psql(cur_db, "SELECT seq, coalesce(client_id, '-') FROM events "
-	    "WHERE room = 'flap' ORDER BY seq", &out) == 0);
+	REQUIRE(psql(cur_db, "SELECT e.seq, coalesce(e.client_id, '-') FROM events e "
+	    "JOIN rooms r ON r.id = e.room_id WHERE r.name = 'flap' ORDER BY e.seq",
+	    &out) == 0);
 	cur = out;
 	{
 		long long n = 0, wrong = 0;
@@ -1745,13 +1749,13 @@ test_backlog(void)
 	}
 	CU_ASSERT(order);
 	CU_ASSERT_EQUAL(bad, 0);
-	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT count(*) FROM events WHERE "
-	    "room = 'bl'"), 1 + B_BACKLOG);
-	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT count(*) FROM events WHERE "
-	    "room = 'bl' AND client_id ~ '^b[0-9]+$' AND "
-	    "substr(client_id, 2)::int >= 50"), 0);
-	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT count(*) FROM events WHERE "
-	    "room = 'bl-other'"), 0);
+	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT count(*) FROM events e JOIN rooms r "
+	    "ON r.id = e.room_id WHERE r.name = 'bl'"), 1 + B_BACKLOG);
+	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT count(*) FROM events e JOIN rooms r "
+	    "ON r.id = e.room_id WHERE r.name = 'bl' AND e.client_id ~ '^b[0-9]+$' "
+	    "AND substr(e.client_id, 2)::int >= 50"), 0);
+	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT count(*) FROM events e JOIN rooms r "
+	    "ON r.id = e.room_id WHERE r.name = 'bl-other'"), 0);
 	/* And the room takes new sends again. */
 	CU_ASSERT_EQUAL(send_acked(&c, "bl", "after", "after"), 2 + B_BACKLOG);
 	st = parley_stop(SIGTERM, 10000);
@@ -1838,14 +1842,15 @@ test_dedupe_restart(void)
 	json_decref(j);
 	j = NULL;
 	dcl_close(&c);
-	seq = psql_int(cur_db, "SELECT count(*) FROM events WHERE room = 'dedupe' "
-	    "AND client_id = 'x1' AND body = 'first' AND seq = 3");
+	seq = psql_int(cur_db, "SELECT count(*) FROM events e JOIN rooms r ON "
+	    "r.id = e.room_id WHERE r.name = 'dedupe' AND e.client_id = 'x1' AND "
+	    "e.body = 'first' AND e.seq = 3");
 	CU_ASSERT_EQUAL(seq, 1);
-	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT count(*) FROM events WHERE "
-	    "room = 'dedupe' AND (client_id = 'x1' OR body IN ('second', 'third'))"),
-	    1);
-	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT count(*) FROM events WHERE "
-	    "room = 'dedupe'"), 4);
+	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT count(*) FROM events e JOIN rooms r "
+	    "ON r.id = e.room_id WHERE r.name = 'dedupe' AND (e.client_id = 'x1' OR "
+	    "e.body IN ('second', 'third'))"), 1);
+	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT count(*) FROM events e JOIN rooms r "
+	    "ON r.id = e.room_id WHERE r.name = 'dedupe'"), 4);
 	st = parley_stop(SIGTERM, 10000);
 	CU_ASSERT_EQUAL(st, 0);
 out:
@@ -2173,8 +2178,8 @@ test_history_paging(void)
 		json_decref(j);
 		j = NULL;
 	}
-	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT count(*) FROM events WHERE room = "
-	    "'big' AND target = 10"), 2);
+	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT count(*) FROM events e JOIN rooms r "
+	    "ON r.id = e.room_id WHERE r.name = 'big' AND e.target = 10"), 2);
 	dcl_close(&h);
 	st = parley_stop(SIGTERM, 10000);
 	CU_ASSERT_EQUAL(st, 0);
@@ -2255,8 +2260,8 @@ test_readyz(void)
 	CU_ASSERT(joined);
 	if (joined)
 		CU_ASSERT_EQUAL(send_acked(&c, "never", "hello", "n1"), 1);
-	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT count(*) FROM events WHERE "
-	    "room = 'never' AND client_id = 'n1'"), 1);
+	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT count(*) FROM events e JOIN rooms r "
+	    "ON r.id = e.room_id WHERE r.name = 'never' AND e.client_id = 'n1'"), 1);
 	dcl_close(&c);
 	st = parley_stop(SIGTERM, 10000);
 	CU_ASSERT_EQUAL(st, 0);
@@ -2300,8 +2305,9 @@ test_read_position(void)
 	dcl_close(&c);
 	st = parley_stop(SIGTERM, 10000);
 	CU_ASSERT_EQUAL(st, 0);
-	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT seq FROM read_positions WHERE "
-	    "room = 'rp' AND user_name = 'rd'"), 5);
+	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT p.seq FROM read_positions p JOIN "
+	    "rooms r ON r.id = p.room_id WHERE r.name = 'rp' AND p.user_name = 'rd'"),
+	    5);
 
 	REQUIRE(parley_start(cur_db, NULL, 1) == 0);
 	REQUIRE(dcl_open(&c, "rd") == 0);
@@ -2329,8 +2335,9 @@ test_read_position(void)
 	dcl_close(&o);
 	st = parley_stop(SIGTERM, 10000);
 	CU_ASSERT_EQUAL(st, 0);
-	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT seq FROM read_positions WHERE "
-	    "room = 'rp' AND user_name = 'rd'"), 7);
+	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT p.seq FROM read_positions p JOIN "
+	    "rooms r ON r.id = p.room_id WHERE r.name = 'rp' AND p.user_name = 'rd'"),
+	    7);
 out:
 	json_decref(j);
 	dcl_close(&c);
