@@ -6,7 +6,8 @@
  *                 [--batch-max N] [--batch-delay MS] [--rate R] [-d S]
  *   persist-bench --mode insert --conninfo C [-n EVENTS] [-r ROOMS] [-d S]
  *   persist-bench --mode rows [-n EVENTS] [-r ROOMS]     COPY text to stdout
- *   persist-bench --mode reset --conninfo C              schema, empty events
+ *   persist-bench --mode reset --conninfo C [-r ROOMS]   schema, empty events,
+ *                                                        the rooms
  *
  * persist drives the real persistence thread (db/persist.c) exactly as
  * room actors do: R fake rooms take a place in the backlog, build a record
@@ -21,8 +22,12 @@
  *
  * Every mode makes the same rows, event i going to room i % R with seq
  * i / R + 1, so the ceiling (psql \copy of --mode rows) writes what the
- * thread writes. persist and insert start from an empty events table and
- * count the rows at the end: a row missing is a failure.
+ * thread writes. Events name their room by rooms.id: reset empties rooms
+ * (restarting its identity) and creates rooms 0..R-1 (bench-room-N) in
+ * order, so room N has id N + 1, which every mode writes (rows without
+ * asking the database); reset reads the ids back and fails unless it is
+ * so. persist and insert start with reset and count the rows at the end:
+ * a row missing is a failure.
  *
  * Exit status: 0 when every event committed, 1 on an error or a loss,
  * 2 on bad usage.
@@ -131,7 +136,7 @@ on_signal(int sig)
  * with a 36-byte client id, as clients send a UUID.
  */
 struct row {
-	char room[32];
+	unsigned room;               /* 0..R-1; rooms.id is room_id_of(room) */
 	char user[24];
 	char body[128];
 	size_t body_len;             /* 0 with body NULL: see has_body */
@@ -163,10 +168,19 @@ mix64(uint64_t x)
 	return x ^ (x >> 31);
 }
 
+#define ROOM_PREFIX "bench-room-"   /* room N is bench-room-N */
+
 static void
 room_name(char *out, size_t len, unsigned room)
 {
-	snprintf(out, len, "bench-room-%u", room);
+	snprintf(out, len, ROOM_PREFIX "%u", room);
+}
+
+/* rooms.id of room 0..R-1 once reset has made the rooms (see db_reset). */
+static int64_t
+room_id_of(unsigned room)
+{
+	return (int64_t)room + 1;
 }
 
 /* Words until a length of 60-100 bytes, cut there. */
@@ -192,7 +206,7 @@ row_make(struct row *w, unsigned room, uint64_t seq)
 {
 	uint64_t h = mix64((uint64_t)room << 40 | seq), h2 = mix64(h);
 
-	room_name(w->room, sizeof(w->room), room);
+	w->room = room;
 	snprintf(w->user, sizeof(w->user), "user%u", (room * 8 + (unsigned)(h % 8)) % 5000);
 	snprintf(w->client_id, sizeof(w->client_id), "%08x-%04x-4%03x-a%03x-%012llx",
 	    (unsigned)(h >> 32), (unsigned)(h >> 16) & 0xffff, (unsigned)h & 0xfff,
@@ -247,12 +261,12 @@ copy_field(FILE *f, const char *s)
 	}
 }
 
-/* Columns: room, seq, kind, user_name, target, body, emoji, add, client_id, ts. */
+/* Columns: room_id, seq, kind, user_name, target, body, emoji, add, client_id, ts. */
 static void
 copy_row(FILE *f, const struct row *w, int64_t ts)
 {
-	copy_field(f, w->room);
-	fprintf(f, "\t%" PRIu64 "\t%s\t", w->seq, type_names[w->type]);
+	fprintf(f, "%" PRId64 "\t%" PRIu64 "\t%s\t", room_id_of(w->room), w->seq,
+	    type_names[w->type]);
 	copy_field(f, w->user);
 	if (w->type == PERSIST_MESSAGE)
 		fputs("\t\\N\t", f);
@@ -442,21 +456,64 @@ db_exec(PGconn *c, const char *sql, struct result *res)
 }
 
 /*
- * The schema as parleyd makes it, and no events: every run starts from the
- * same empty table (no primary key clashes with the last run), and the
- * checkpoint puts every run at the same point of the WAL cycle rather than
- * some paying for the previous run's dirty pages.
+ * The rooms reset made: exactly rooms 0..R-1, room N named room_name(N)
+ * with id room_id_of(N), which every mode writes without asking.
  */
 static int
-db_reset(PGconn *c, struct result *res)
+db_check_rooms(PGconn *c, unsigned rooms, struct result *res)
 {
-	char err[256];
+	PGresult *r = PQexec(c, "SELECT id, name FROM rooms ORDER BY id");
+	char name[32];
+	int ok = 1;
+
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		fail(res, "rooms: %s", PQresultErrorMessage(r));
+		PQclear(r);
+		return -1;
+	}
+	if (PQntuples(r) != (int)rooms) {
+		fail(res, "rooms: %d rows after reset, %u made", PQntuples(r), rooms);
+		ok = 0;
+	}
+	for (int i = 0; ok && i < PQntuples(r); i++) {
+		int64_t id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+
+		room_name(name, sizeof(name), (unsigned)i);
+		if (id != room_id_of((unsigned)i) || strcmp(PQgetvalue(r, i, 1), name) != 0) {
+			fail(res, "rooms: %s has id %" PRId64 ", not %" PRId64 " as %s",
+			    PQgetvalue(r, i, 1), id, room_id_of((unsigned)i), name);
+			ok = 0;
+		}
+	}
+	PQclear(r);
+	return ok ? 0 : -1;
+}
+
+/*
+ * The schema as parleyd makes it, no events, and the R rooms: every run
+ * starts from the same empty table (no primary key clashes with the last
+ * run) and the same rooms with the same ids (the identity restarts, so
+ * room N is N + 1 and --mode rows can name it without a connection), and
+ * the checkpoint puts every run at the same point of the WAL cycle rather
+ * than some paying for the previous run's dirty pages.
+ */
+static int
+db_reset(PGconn *c, unsigned rooms, struct result *res)
+{
+	char err[256], sql[160];
 
 	if (migrate_apply(c, err, sizeof(err)) < 0) {
 		fail(res, "migrations: %s", err);
 		return -1;
 	}
-	return db_exec(c, "TRUNCATE events", res) != 0 ||
+	/* CASCADE: whatever refers to rooms goes too (a bench database). */
+	if (db_exec(c, "TRUNCATE events, rooms RESTART IDENTITY CASCADE", res) != 0)
+		return -1;
+	/* Made in order, so the identity hands out 1..R; checked below. */
+	snprintf(sql, sizeof(sql), "INSERT INTO rooms (name) SELECT '" ROOM_PREFIX "' || g "
+	    "FROM generate_series(0, %u) AS g ORDER BY g", rooms - 1);
+	return db_exec(c, sql, res) != 0 ||
+	    db_check_rooms(c, rooms, res) != 0 ||
 	    db_exec(c, "CHECKPOINT", res) != 0 ? -1 : 0;
 }
 
@@ -526,7 +583,7 @@ pct(int64_t part, int64_t whole)
 /* ---- persist: the real thread, fed like rooms feed it -------------------------------- */
 
 struct fake_room {
-	char name[32];               /* the immutable name records point at */
+	int64_t id;                  /* rooms.id, which records carry */
 	unsigned idx;
 	uint64_t rec;                /* records made, numbered as a room does */
 	uint64_t seq;                /* events sequenced */
@@ -579,7 +636,7 @@ submit_one(struct prun *r, int64_t due_ns)
 	rec->room = (struct room *)ro;   /* a key for the thread, never read */
 	rec->home = 0;
 	rec->rec = ++ro->rec;
-	rec->room_name = ro->name;
+	rec->room_id = ro->id;
 	r->sent_ns[r->submitted++] = due_ns;
 	persist_submit(r->p, rec);
 }
@@ -724,7 +781,7 @@ run_persist(const struct opts *o, struct result *res)
 	r.notices.efd = -1;
 	if ((c = db_connect(o, "persist-bench", res)) == NULL)
 		return -1;
-	if (db_reset(c, res) != 0)
+	if (db_reset(c, o->rooms, res) != 0)
 		goto out;
 	if (mailbox_init(&r.notices) != 0) {
 		fail(res, "mailbox: %s", strerror(errno));
@@ -732,7 +789,7 @@ run_persist(const struct opts *o, struct result *res)
 	}
 	r.rooms = xcalloc(o->rooms, sizeof(*r.rooms));
 	for (unsigned i = 0; i < o->rooms; i++) {
-		room_name(r.rooms[i].name, sizeof(r.rooms[i].name), i);
+		r.rooms[i].id = room_id_of(i);
 		r.rooms[i].idx = i;
 	}
 	r.sent_ns = xmalloc(o->events * sizeof(*r.sent_ns));
@@ -804,21 +861,22 @@ out:
 /* ---- insert: one autocommit INSERT per event ---------------------------------------- */
 
 static const char insert_sql[] =
-    "INSERT INTO events (room, seq, kind, user_name, target, body, emoji, add, "
+    "INSERT INTO events (room_id, seq, kind, user_name, target, body, emoji, add, "
     "client_id, ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 static int
 insert_one(PGconn *c, const struct row *w, struct result *res)
 {
-	char seq[24], target[24], ts[24];
+	char room_id[24], seq[24], target[24], ts[24];
 	const char *v[10];
 	PGresult *r;
 	int ok;
 
+	snprintf(room_id, sizeof(room_id), "%" PRId64, room_id_of(w->room));
 	snprintf(seq, sizeof(seq), "%" PRIu64, w->seq);
 	snprintf(target, sizeof(target), "%" PRId64, w->target);
 	snprintf(ts, sizeof(ts), "%" PRId64, wall_ms());
-	v[0] = w->room;
+	v[0] = room_id;
 	v[1] = seq;
 	v[2] = type_names[w->type];
 	v[3] = w->user;
@@ -848,7 +906,7 @@ run_insert(const struct opts *o, struct result *res)
 		free(lat);
 		return -1;
 	}
-	if (db_reset(c, res) != 0)
+	if (db_reset(c, o->rooms, res) != 0)
 		goto out;
 	pr = PQprepare(c, "ins", insert_sql, 10, NULL);
 	if (PQresultStatus(pr) != PGRES_COMMAND_OK)
@@ -915,7 +973,7 @@ run_reset(const struct opts *o)
 	if ((c = db_connect(o, "persist-bench", &res)) == NULL)
 		rc = -1;
 	else {
-		rc = db_reset(c, &res);
+		rc = db_reset(c, o->rooms, &res);
 		PQfinish(c);
 	}
 	if (rc != 0)
@@ -940,7 +998,8 @@ usage(FILE *f)
 "           submit-to-notice (ack) latency per event\n"
 "  insert   one autocommit INSERT per event, prepared; per-INSERT latency\n"
 "  rows     the same rows as COPY text on stdout (for psql \\copy)\n"
-"  reset    apply the schema, TRUNCATE events, CHECKPOINT\n"
+"  reset    apply the schema, TRUNCATE events and rooms, make the R rooms\n"
+"           (ids 1..R, as rows writes them), CHECKPOINT\n"
 "persist and insert start with reset and count the table at the end.\n"
 "\n"
 "      --mode MODE          persist, insert, rows or reset\n"

@@ -155,11 +155,12 @@ echo "=== ceiling: psql \\copy of $N rows (the best of two)"
 "$PERSIST_BENCH" --mode rows -n "$N" -r "$ROOMS" >"$OUT/rows.copy"
 ceiling=0
 for i in 1 2; do
-	if ! on_app "$PERSIST_BENCH" --mode reset --conninfo "$CONNINFO" 2>>"$OUT/ceiling.log"; then
+	# The rows name rooms 1..ROOMS by id: reset makes exactly those.
+	if ! on_app "$PERSIST_BENCH" --mode reset -r "$ROOMS" --conninfo "$CONNINFO" 2>>"$OUT/ceiling.log"; then
 		echo "--- ceiling FAILED: reset"; failed=1; break
 	fi
 	t0=$(date +%s%N)
-	out=$(on_app timeout 90 psql -X -q -v ON_ERROR_STOP=1 "$CONNINFO" -c "\\copy events (room, seq, kind, user_name, target, body, emoji, add, client_id, ts) FROM '$OUT/rows.copy'" 2>&1) || {
+	out=$(on_app timeout 90 psql -X -q -v ON_ERROR_STOP=1 "$CONNINFO" -c "\\copy events (room_id, seq, kind, user_name, target, body, emoji, add, client_id, ts) FROM '$OUT/rows.copy'" 2>&1) || {
 		echo "--- ceiling FAILED: $out"; failed=1; break; }
 	t1=$(date +%s%N)
 	n=$(psql -X "$CONNINFO" -Atc 'SELECT count(*) FROM events')
@@ -193,7 +194,7 @@ pick_port() {
 e2e() {
 	local name=$1 ready= rc=0; shift
 	echo "=== $name: parleyd --db${*:+ $*}, parley-bench persist ${E2E[*]}"
-	on_app "$PERSIST_BENCH" --mode reset --conninfo "$CONNINFO" 2>>"$OUT/$name.log" || true
+	on_app "$PERSIST_BENCH" --mode reset -r "$ROOMS" --conninfo "$CONNINFO" 2>>"$OUT/$name.log" || true
 	PORT=$(pick_port)
 	# Not through on_app: $! must be parleyd itself (--server-pid, kill),
 	# and a function run in the background is a subshell.
