@@ -1220,10 +1220,11 @@ drain_frame(struct drain *d, json_t *j)
 static void
 test_sigterm_drain(void)
 {
-	static const char *const extra[] = { "--batch-delay", "200", NULL };
 	static struct drain d;
 	struct dcl c;
 	int killed = 0, sent_at_kill = 0, acked_at_kill = 0, timed_out = 0;
+	int resumed = 0;
+	int64_t killed_at = 0;
 	long long events_at_kill = -1;
 	long long srows = 0, last_seq = 0;
 	int64_t deadline;
@@ -1237,18 +1238,20 @@ test_sigterm_drain(void)
 	d.first_unavail = d.max_acked = d.last_ack_k = -1;
 	d.acks_order = 1;
 	REQUIRE(db_fresh("durable_term") == 0);
-	REQUIRE(parley_start(cur_db, extra, 1) == 0);
+	REQUIRE(parley_start(cur_db, NULL, 1) == 0);
 	REQUIRE(dcl_open(&c, "drainer") == 0);
 	j = dcl_join(&c, "drain", -1);
 	REQUIRE(j != NULL);
 	json_decref(j);
+	/* The database goes away: what is sequenced now is held, not acked. */
+	REQUIRE(pg_pause() == 0);
 
 	/*
 	 * Send D_KILL_AT as fast as the socket takes them (reading what comes
 	 * between bursts). Once the server has sequenced D_KILL_SEQ events
-	 * (/metrics; batches wait 200 ms, so they are not committed yet),
-	 * SIGTERM; send the rest while it stops; then read until the
-	 * connection ends.
+	 * (/metrics; the database is down, so none is committed), SIGTERM;
+	 * send the rest while it stops; bring the database back 300 ms
+	 * later; then read until the connection ends.
 	 */
 	deadline = wsc_now_ms() + 30000;
 	while (wsc_now_ms() < deadline) {
@@ -1281,6 +1284,7 @@ test_sigterm_drain(void)
 				sent_at_kill = d.sent;
 				kill(srv.pid, SIGTERM);
 				killed = 1;
+				killed_at = wsc_now_ms();
 				continue;
 			}
 			while ((j = recv_json(&c, 5, &st)) != NULL) {
@@ -1289,14 +1293,22 @@ test_sigterm_drain(void)
 			}
 			continue;
 		}
-		j = recv_json(&c, 5000, &st);
+		if (!resumed && wsc_now_ms() - killed_at >= 300) {
+			REQUIRE(pg_resume() == 0);
+			resumed = 1;
+		}
+		j = recv_json(&c, resumed ? 5000 : 50, &st);
 		if (j == NULL) {
+			if (!resumed && st == 0)
+				continue;   /* nothing yet: the database is still down */
 			timed_out = st == 0;
 			break;
 		}
 		drain_frame(&d, j);
 		json_decref(j);
 	}
+	if (!resumed)
+		REQUIRE(pg_resume() == 0);
 	fprintf(stderr, "[durable] drain: sent %d (SIGTERM after %d sent, %lld "
 	    "sequenced, %d acked), %d acks, %d unavailable, %d own copies, close "
 	    "%d%s\n", d.sent, sent_at_kill, events_at_kill, acked_at_kill, d.nack,
