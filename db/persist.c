@@ -162,185 +162,7 @@ persist_metrics(const struct persist *p, struct evbuffer *out)
 	    (unsigned long long)ck_pr_load_64((uint64_t *)&s->reconnects));
 }
 
-/* ---- the thread's FIFO ------------------------------------------------------------ */
-
-static void
-fifo_append(struct persist *p, struct persist_rec *r)
-{
-	r->next = NULL;
-	if (p->tail != NULL)
-		p->tail->next = r;
-	else {
-		p->head = r;
-		p->head_since_us = now_us();
-	}
-	p->tail = r;
-	p->nqueued++;
-	ck_pr_store_64(&p->queued, p->nqueued);
-}
-
-/* Move whatever the mailbox holds onto the FIFO. */
-static void
-take_mail(struct persist *p)
-{
-	struct mailbox_msg *m;
-
-	mailbox_clear_wakeup(&p->mb);
-	while ((m = mailbox_take(&p->mb)) != NULL) {
-		if (m->kind == PERSIST_MSG_STOP) {
-			p->stop_seen = 1;
-			free(m);
-			continue;
-		}
-		fifo_append(p, (struct persist_rec *)m);
-	}
-}
-
-/* Wait for mail at most us microseconds, then take it. */
-static void
-wait_mail_us(struct persist *p, int64_t us)
-{
-	struct pollfd pfd = { p->mb.efd, POLLIN, 0 };
-	struct timespec ts = { (time_t)(us / 1000000), (long)(us % 1000000) * 1000 };
-
-	if (!mailbox_pending(&p->mb))
-		ppoll(&pfd, 1, &ts, NULL);
-	take_mail(p);
-}
-
-/* Wait for mail (or timeout_ms; -1: forever), then take it. */
-static void
-wait_mail(struct persist *p, int timeout_ms)
-{
-	struct pollfd pfd = { p->mb.efd, POLLIN, 0 };
-
-	if (!mailbox_pending(&p->mb))
-		poll(&pfd, 1, timeout_ms);
-	take_mail(p);
-}
-
-/* ---- connecting --------------------------------------------------------------------- */
-
-static void
-disconnect(struct persist *p)
-{
-	if (p->pg != NULL)
-		PQfinish(p->pg);
-	p->pg = NULL;
-	ck_pr_store_int(&p->up, 0);
-}
-
-/* The server's notices (IF NOT EXISTS skips and the like) are not ours to print. */
-static void
-quiet_notice(void *arg, const char *message)
-{
-	(void)arg;
-	log_debug("db_notice role=persist message=\"%.*s\"",
-	    (int)strcspn(message, "\n"), message);
-}
-
-static void
-backoff_grow(struct persist *p)
-{
-	p->backoff_ms = p->backoff_ms == 0 ? PERSIST_BACKOFF_MIN_MS :
-	    p->backoff_ms * 2 > PERSIST_BACKOFF_MAX_MS ? PERSIST_BACKOFF_MAX_MS :
-	    p->backoff_ms * 2;
-}
-
-/* Connect and migrate; 0 on success. Logged once per failure streak. */
-static int
-connect_db(struct persist *p)
-{
-	const char *keys[] = { "dbname", "connect_timeout", "application_name", NULL };
-	const char *vals[] = { p->cfg.conninfo, CONNECT_TIMEOUT_S, "parleyd-persist", NULL };
-	char err[512];
-	PGconn *c;
-	int version;
-
-	/* expand_dbname: the conninfo string or URI decides, the rest are defaults. */
-	c = PQconnectdbParams(keys, vals, 1);
-	if (PQstatus(c) != CONNECTION_OK) {
-		snprintf(err, sizeof(err), "%s", PQerrorMessage(c));
-		PQfinish(c);
-		goto fail;
-	}
-	PQsetNoticeProcessor(c, quiet_notice, NULL);
-	if ((version = migrate_apply(c, err, sizeof(err))) < 0) {
-		PQfinish(c);
-		goto fail;
-	}
-	p->pg = c;
-	if (p->attempts != 0 || !ck_pr_load_int(&p->schema_ready))
-		log_info("db_connected role=persist schema_version=%d after_attempts=%u",
-		    version, p->attempts);
-	p->attempts = 0;
-	ck_pr_store_int(&p->schema_ready, 1);
-	ck_pr_store_int(&p->up, 1);
-	p->backoff_ms = 0;
-	return 0;
-fail:
-	for (char *nl; (nl = strchr(err, '\n')) != NULL;)
-		*nl = ' ';
-	if (p->attempts++ % 20 == 0)
-		log_warn("db_unreachable role=persist attempts=%u held=%llu error=\"%s\"",
-		    p->attempts, (unsigned long long)p->nqueued, err);
-	backoff_grow(p);
-	p->retry_at_ms = now_ms() + p->backoff_ms;
-	ck_pr_inc_64(&p->stats.reconnects);
-	return -1;
-}
-
-/* ---- talking to the server with a deadline ------------------------------------------- */
-
-/* Wait until the socket is ready for what libpq needs, or the deadline. */
-static int
-pq_wait(struct persist *p, short events, int64_t deadline)
-{
-	struct pollfd pfd = { PQsocket(p->pg), events, 0 };
-	int64_t left = deadline - now_ms();
-	int n;
-
-	if (left <= 0)
-		return -1;
-	do
-		n = poll(&pfd, 1, (int)left);
-	while (n < 0 && errno == EINTR);
-	return n > 0 ? 0 : -1;
-}
-
-static int
-pq_flush(struct persist *p, int64_t deadline)
-{
-	int r;
-
-	while ((r = PQflush(p->pg)) == 1) {
-		if (pq_wait(p, POLLIN | POLLOUT, deadline) != 0)
-			return -1;
-		if (PQconsumeInput(p->pg) == 0)
-			return -1;
-	}
-	return r == 0 ? 0 : -1;
-}
-
-/* The next result, NULL at the end of the query or on failure (*failed). */
-static PGresult *
-pq_next(struct persist *p, int64_t deadline, int *failed)
-{
-	while (PQisBusy(p->pg)) {
-		if (pq_wait(p, POLLIN, deadline) != 0 || PQconsumeInput(p->pg) == 0) {
-			*failed = 1;
-			return NULL;
-		}
-	}
-	return PQgetResult(p->pg);
-}
-
-/*
- * Send sql (one or more statements) and check every result: the wanted
- * status for the last, COMMAND_OK or TUPLES_OK before. Returns 0, or -1
- * with the first error's SQLSTATE and constraint in st (when the server
- * answered) and *lost set when the connection failed.
- */
+/* What a failed batch said: the first error, and whether the line went. */
 struct pq_error {
 	int lost;
 	char sqlstate[6];
@@ -364,47 +186,6 @@ note_error(struct pq_error *e, const PGresult *r, PGconn *c)
 	snprintf(e->sqlstate, sizeof(e->sqlstate), "%s", s != NULL ? s : "");
 	snprintf(e->constraint, sizeof(e->constraint), "%s", k != NULL ? k : "");
 	snprintf(e->message, sizeof(e->message), "%s", PQresultErrorMessage(r));
-}
-
-/* Drain the results of the current query; wanted: the last one's status. */
-static int
-pq_finish_query(struct persist *p, ExecStatusType wanted, int64_t deadline,
-    struct pq_error *e)
-{
-	PGresult *r;
-	int ok = 1, failed = 0;
-
-	while ((r = pq_next(p, deadline, &failed)) != NULL) {
-		ExecStatusType st = PQresultStatus(r);
-
-		if (st == wanted && wanted == PGRES_COPY_IN) {
-			PQclear(r);
-			return ok ? 0 : -1;   /* the server waits for our rows */
-		}
-		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-			ok = 0;
-			note_error(e, r, p->pg);
-		}
-		PQclear(r);
-	}
-	if (failed || PQstatus(p->pg) != CONNECTION_OK) {
-		e->lost = 1;
-		note_error(e, NULL, p->pg);
-		return -1;
-	}
-	return ok && wanted != PGRES_COPY_IN ? 0 : -1;
-}
-
-static int
-pq_query(struct persist *p, const char *sql, ExecStatusType wanted, int64_t deadline,
-    struct pq_error *e)
-{
-	if (!PQsendQuery(p->pg, sql) || pq_flush(p, deadline) != 0) {
-		e->lost = 1;
-		note_error(e, NULL, p->pg);
-		return -1;
-	}
-	return pq_finish_query(p, wanted, deadline, e);
 }
 
 /* ---- building a batch ------------------------------------------------------------------ */
@@ -547,8 +328,6 @@ tail_sql(struct buf *b, struct persist_rec **reads, size_t nreads)
 	buf_add(b, "COMMIT", 7);   /* with its NUL: it is sent as a string */
 }
 
-/* ---- writing a batch ---------------------------------------------------------------------- */
-
 struct batch {
 	struct persist_rec **recs;   /* the first n of the FIFO */
 	size_t n;
@@ -558,9 +337,184 @@ struct batch {
 	struct persist_rec *first_event;
 };
 
-static void
-batch_build(struct persist *p, struct batch *bt, size_t n)
+/* ---- writers ----------------------------------------------------------------------- */
+
+/*
+ * The thread drives PERSIST_WRITERS connections, each with its own FIFO,
+ * batch and state; a room's records always go to the same one (room_id %
+ * PERSIST_WRITERS), so each room's records still commit in order. One
+ * backend waits for its commit's WAL flush and for our round trips about
+ * a sixth of the time; a second one fills those gaps.
+ */
+enum writer_state {
+	W_DOWN = 0,               /* no connection: retry at retry_at_ms */
+	W_IDLE,                   /* connected, no batch in flight */
+	W_COPYIN,                 /* COPY sent, waiting for the server to take rows */
+	W_RESULT,                 /* rows sent, waiting for the COPY's result */
+	W_TAIL,                   /* the statements after it (and COMMIT) sent */
+};
+
+struct writer {
+	struct persist *p;
+	unsigned id;
+	PGconn *pg;
+	enum writer_state st;
+	struct persist_rec *head, *tail;
+	uint64_t nqueued;
+	int64_t head_since_us;        /* when the oldest queued record came */
+	int64_t last_in_us;           /* when the newest came */
+	int arrived_busy;             /* records came while a batch was in flight */
+	struct batch bt;
+	struct buf sql;               /* a query built for this batch */
+	int staged, alone, refused;
+	struct pq_error e;
+	int64_t deadline_ms, t0_us;
+	unsigned backoff_ms, attempts;
+	int64_t retry_at_ms;
+	int in_doubt;                 /* the first doubt_n records may be committed */
+	size_t doubt_n;
+};
+
+static int
+writer_busy(const struct writer *w)
 {
+	return w->st >= W_COPYIN;
+}
+
+/* /readyz: every writer connected and none refused by the server. */
+static void
+update_up(struct persist *p)
+{
+	int up = 1;
+
+	for (unsigned i = 0; i < p->nwriters; i++)
+		if (p->writers[i].pg == NULL || p->writers[i].refused)
+			up = 0;
+	ck_pr_store_int(&p->up, up);
+}
+
+/* ---- the FIFOs ----------------------------------------------------------------------- */
+
+static void
+fifo_append(struct writer *w, struct persist_rec *r)
+{
+	int64_t now = now_us();
+
+	r->next = NULL;
+	if (w->tail != NULL)
+		w->tail->next = r;
+	else {
+		w->head = r;
+		w->head_since_us = now;
+	}
+	w->tail = r;
+	w->nqueued++;
+	w->last_in_us = now;
+	if (writer_busy(w))
+		w->arrived_busy = 1;
+	w->p->nqueued++;
+	ck_pr_store_64(&w->p->queued, w->p->nqueued);
+}
+
+/* Move whatever the mailbox holds onto the writers' FIFOs. */
+static void
+take_mail(struct persist *p)
+{
+	struct mailbox_msg *m;
+
+	mailbox_clear_wakeup(&p->mb);
+	while ((m = mailbox_take(&p->mb)) != NULL) {
+		struct persist_rec *r = (struct persist_rec *)m;
+
+		if (m->kind == PERSIST_MSG_STOP) {
+			p->stop_seen = 1;
+			free(m);
+			continue;
+		}
+		fifo_append(&p->writers[(uint64_t)r->room_id % p->nwriters], r);
+	}
+}
+
+/* ---- connecting --------------------------------------------------------------------- */
+
+static void
+disconnect(struct writer *w)
+{
+	if (w->pg != NULL)
+		PQfinish(w->pg);
+	w->pg = NULL;
+	w->st = W_DOWN;
+	update_up(w->p);
+}
+
+/* The server's notices (IF NOT EXISTS skips and the like) are not ours to print. */
+static void
+quiet_notice(void *arg, const char *message)
+{
+	(void)arg;
+	log_debug("db_notice role=persist message=\"%.*s\"",
+	    (int)strcspn(message, "\n"), message);
+}
+
+static void
+backoff_grow(struct writer *w)
+{
+	w->backoff_ms = w->backoff_ms == 0 ? PERSIST_BACKOFF_MIN_MS :
+	    w->backoff_ms * 2 > PERSIST_BACKOFF_MAX_MS ? PERSIST_BACKOFF_MAX_MS :
+	    w->backoff_ms * 2;
+	w->retry_at_ms = now_ms() + w->backoff_ms;
+}
+
+/* Connect (blocking: up to CONNECT_TIMEOUT_S) and migrate; 0 on success. */
+static int
+connect_db(struct writer *w)
+{
+	const char *keys[] = { "dbname", "connect_timeout", "application_name", NULL };
+	const char *vals[] = { w->p->cfg.conninfo, CONNECT_TIMEOUT_S, "parleyd-persist", NULL };
+	struct persist *p = w->p;
+	char err[512];
+	PGconn *c;
+	int version;
+
+	/* expand_dbname: the conninfo string or URI decides, the rest are defaults. */
+	c = PQconnectdbParams(keys, vals, 1);
+	if (PQstatus(c) != CONNECTION_OK) {
+		snprintf(err, sizeof(err), "%s", PQerrorMessage(c));
+		PQfinish(c);
+		goto fail;
+	}
+	PQsetNoticeProcessor(c, quiet_notice, NULL);
+	if ((version = migrate_apply(c, err, sizeof(err))) < 0) {
+		PQfinish(c);
+		goto fail;
+	}
+	w->pg = c;
+	w->st = W_IDLE;
+	if (w->attempts != 0 || !ck_pr_load_int(&p->schema_ready))
+		log_info("db_connected role=persist writer=%u schema_version=%d "
+		    "after_attempts=%u", w->id, version, w->attempts);
+	w->attempts = 0;
+	w->backoff_ms = 0;
+	w->refused = 0;
+	ck_pr_store_int(&p->schema_ready, 1);
+	update_up(p);
+	return 0;
+fail:
+	for (char *nl; (nl = strchr(err, '\n')) != NULL;)
+		*nl = ' ';
+	if (w->attempts++ % 20 == 0)
+		log_warn("db_unreachable role=persist writer=%u attempts=%u held=%llu "
+		    "error=\"%s\"", w->id, w->attempts, (unsigned long long)w->nqueued, err);
+	backoff_grow(w);
+	ck_pr_inc_64(&p->stats.reconnects);
+	return -1;
+}
+
+/* The writer's next batch: the first n records of its FIFO. */
+static void
+batch_build(struct writer *w, size_t n)
+{
+	struct batch *bt = &w->bt;
 	struct persist_rec **reads = xmalloc(n * sizeof(*reads));
 	size_t nreads = 0, i = 0;
 
@@ -569,7 +523,7 @@ batch_build(struct persist *p, struct batch *bt, size_t n)
 	bt->rows.len = bt->tail.len = 0;
 	bt->nevents = 0;
 	bt->first_event = NULL;
-	for (struct persist_rec *r = p->head; i < n; r = r->next, i++) {
+	for (struct persist_rec *r = w->head; i < n; r = r->next, i++) {
 		bt->recs[i] = r;
 		switch (r->base.kind) {
 		case PERSIST_EVENT:
@@ -609,73 +563,6 @@ static const char copy_sql[] =
 static const char copy_alone_sql[] =
     "COPY events (room_id, seq, kind, user_name, target, body, emoji, add, client_id, ts) "
     "FROM STDIN";
-
-/*
- * The batch's events as COPY rows, sent a chunk at a time as they are
- * formatted: the server inserts the first rows while we format the rest
- * (formatting is a tenth of a batch's time it would otherwise sit idle).
- */
-#define COPY_CHUNK (32 * 1024)
-
-static int
-copy_rows(struct persist *p, struct batch *bt)
-{
-	bt->rows.len = 0;
-	for (size_t i = 0; i < bt->n; i++) {
-		if (bt->recs[i]->base.kind != PERSIST_EVENT)
-			continue;
-		copy_row(&bt->rows, bt->recs[i]);
-		if (bt->rows.len >= COPY_CHUNK) {
-			if (PQputCopyData(p->pg, bt->rows.p, (int)bt->rows.len) != 1)
-				return -1;
-			bt->rows.len = 0;
-		}
-	}
-	if (bt->rows.len > 0 && PQputCopyData(p->pg, bt->rows.p, (int)bt->rows.len) != 1)
-		return -1;
-	return 0;
-}
-
-static int
-batch_write(struct persist *p, struct batch *bt, int staged, struct pq_error *e)
-{
-	int64_t deadline = now_ms() + PERSIST_COMMIT_TIMEOUT_MS;
-	int alone = !staged && bt->nevents == bt->n;
-
-	if (bt->nevents > 0) {
-		if (pq_query(p, staged ? staging_sql : alone ? copy_alone_sql : copy_sql,
-		    PGRES_COPY_IN, deadline, e) != 0)
-			goto fail;
-		if (copy_rows(p, bt) != 0 ||
-		    PQputCopyEnd(p->pg, NULL) != 1 || pq_flush(p, deadline) != 0) {
-			e->lost = 1;
-			note_error(e, NULL, p->pg);
-			goto fail;
-		}
-		if (pq_finish_query(p, PGRES_COMMAND_OK, deadline, e) != 0)
-			goto fail;
-		if (alone)
-			return 0;   /* committed with the COPY */
-		if (staged && pq_query(p, staging_insert_sql, PGRES_COMMAND_OK, deadline, e) != 0)
-			goto fail;
-	} else if (pq_query(p, "BEGIN", PGRES_COMMAND_OK, deadline, e) != 0) {
-		goto fail;
-	}
-	if (pq_query(p, bt->tail.p, PGRES_COMMAND_OK, deadline, e) != 0)
-		goto fail;
-	return 0;
-fail:
-	if (!e->lost && now_ms() >= deadline) {
-		e->lost = 1;
-		snprintf(e->message, sizeof(e->message),
-		    "no commit within %d ms", PERSIST_COMMIT_TIMEOUT_MS);
-	}
-	if (!e->lost)
-		PQclear(PQexec(p->pg, "ROLLBACK"));
-	return -1;
-}
-
-/* ---- after a commit -------------------------------------------------------------------------- */
 
 /* Per batch: the last record of each room, told once. */
 struct notice {
@@ -721,44 +608,82 @@ notify_rooms(struct persist *p, struct batch *bt)
 	free(t);
 }
 
-/* The first n records are durable: tell their rooms, free them. */
-static void
-batch_done(struct persist *p, struct batch *bt)
+/*
+ * The batch's events as COPY rows, sent a chunk at a time as they are
+ * formatted: the server inserts the first rows while we format the rest.
+ * The connection is in blocking mode: a send waits only for socket buffer
+ * space, which the server frees as it reads.
+ */
+#define COPY_CHUNK (32 * 1024)
+
+static int
+copy_rows(struct writer *w)
 {
+	struct batch *bt = &w->bt;
+
+	bt->rows.len = 0;
+	for (size_t i = 0; i < bt->n; i++) {
+		if (bt->recs[i]->base.kind != PERSIST_EVENT)
+			continue;
+		copy_row(&bt->rows, bt->recs[i]);
+		if (bt->rows.len >= COPY_CHUNK) {
+			if (PQputCopyData(w->pg, bt->rows.p, (int)bt->rows.len) != 1)
+				return -1;
+			bt->rows.len = 0;
+		}
+	}
+	if (bt->rows.len > 0 && PQputCopyData(w->pg, bt->rows.p, (int)bt->rows.len) != 1)
+		return -1;
+	return PQputCopyEnd(w->pg, NULL) == 1 ? 0 : -1;
+}
+
+/* ---- after a commit ---------------------------------------------------------------- */
+
+/* The first n records of w are durable: tell their rooms, free them. */
+static void
+batch_done(struct writer *w)
+{
+	struct persist *p = w->p;
+	struct batch *bt = &w->bt;
+
 	notify_rooms(p, bt);
 	for (size_t i = 0; i < bt->n; i++) {
-		struct persist_rec *r = p->head;
+		struct persist_rec *r = w->head;
 
-		p->head = r->next;
+		w->head = r->next;
 		free(r);
 	}
-	if (p->head == NULL)
-		p->tail = NULL;
+	if (w->head == NULL)
+		w->tail = NULL;
 	else
-		p->head_since_us = now_us();
+		w->head_since_us = now_us();
+	w->nqueued -= bt->n;
 	p->nqueued -= bt->n;
 	ck_pr_store_64(&p->queued, p->nqueued);
 	ck_pr_sub_64(&p->inflight, bt->n);   /* every record held a place */
+	bt->n = 0;
 }
 
 /*
  * The connection died around a COMMIT: did it land? Each event's (room,
  * seq) is unique, so one row answers for the whole transaction. A batch
- * without events is safe to apply again (rooms and reads are idempotent).
+ * without events is safe to apply again (read positions only move up).
+ * Returns 1, 0, or -1 when it could not be asked.
  */
 static int
-batch_landed(struct persist *p, struct batch *bt)
+batch_landed(struct writer *w)
 {
+	struct persist_rec *first = w->bt.first_event;
 	char seq[24], room[24];
 	const char *params[2] = { room, seq };
 	PGresult *r;
 	int landed;
 
-	if (bt->first_event == NULL)
+	if (first == NULL)
 		return 0;
-	snprintf(room, sizeof(room), "%lld", (long long)bt->first_event->room_id);
-	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)bt->first_event->seq);
-	r = PQexecParams(p->pg, "SELECT 1 FROM events WHERE room_id = $1 AND seq = $2",
+	snprintf(room, sizeof(room), "%lld", (long long)first->room_id);
+	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)first->seq);
+	r = PQexecParams(w->pg, "SELECT 1 FROM events WHERE room_id = $1 AND seq = $2",
 	    2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		PQclear(r);
@@ -769,82 +694,217 @@ batch_landed(struct persist *p, struct batch *bt)
 	return landed;
 }
 
+/* Reconnected with a batch in doubt: finish it if it landed. */
+static int
+settle_doubt(struct writer *w)
+{
+	int landed;
+
+	if (!w->in_doubt)
+		return 0;
+	batch_build(w, w->doubt_n);
+	if ((landed = batch_landed(w)) < 0) {
+		disconnect(w);
+		backoff_grow(w);
+		return -1;
+	}
+	log_info("db_batch_in_doubt writer=%u rows=%zu landed=%d", w->id, w->bt.n, landed);
+	if (landed)
+		batch_done(w);
+	w->in_doubt = 0;
+	return 0;
+}
+
 static void
-stats_commit(struct persist *p, struct batch *bt, int64_t us)
+stats_commit(struct persist *p, size_t n, int64_t us)
 {
 	ck_pr_inc_64(&p->stats.batches);
-	ck_pr_add_64(&p->stats.rows, bt->n);
+	ck_pr_add_64(&p->stats.rows, n);
 	ck_pr_add_64(&p->stats.commit_us_total, (uint64_t)us);
 	if ((uint64_t)us > ck_pr_load_64(&p->stats.commit_us_max))
 		ck_pr_store_64(&p->stats.commit_us_max, (uint64_t)us);
 }
 
-/* Write the head of the FIFO; 0 when it is durable. */
-static int
-write_head(struct persist *p, struct batch *bt)
-{
-	size_t n = p->nqueued < p->cfg.batch_max ? p->nqueued : p->cfg.batch_max;
-	struct pq_error e;
-	int64_t t0 = now_us();
-	int staged = 0;
+/* ---- a batch, step by step ------------------------------------------------------------ */
 
-	batch_build(p, bt, n);
-	for (;;) {
-		memset(&e, 0, sizeof(e));
-		if (batch_write(p, bt, staged, &e) == 0)
-			break;
-		if (!e.lost && !staged && strcmp(e.sqlstate, "23505") == 0 &&
-		    strcmp(e.constraint, "events_client_id") == 0) {
-			log_warn("client_id_reused action=\"stored without the id\" "
-			    "batch=%zu", bt->n);
-			staged = 1;
-			continue;
-		}
-		for (char *nl; (nl = strchr(e.message, '\n')) != NULL;)
-			*nl = ' ';
-		log_error("db_write_failed rows=%zu lost=%d sqlstate=%s error=\"%s\"",
-		    bt->n, e.lost, e.sqlstate, e.message);
-		ck_pr_inc_64(&p->stats.failures);
-		if (e.lost) {
-			/* Maybe it committed just before the line went: look first. */
-			p->in_doubt = bt->first_event != NULL;
-			p->doubt_n = bt->n;
-			disconnect(p);
-			return -1;
-		}
-		/* The server refused it: not ready, and not in a tight loop. */
-		ck_pr_store_int(&p->up, 0);
-		backoff_grow(p);
-		p->retry_at_ms = now_ms() + p->backoff_ms;
+static int
+send_query(struct writer *w, const char *sql, enum writer_state next)
+{
+	if (!PQsendQuery(w->pg, sql))
 		return -1;
-	}
-	ck_pr_store_int(&p->up, 1);
-	p->backoff_ms = 0;
-	stats_commit(p, bt, now_us() - t0);
-	log_debug("db_batch rows=%zu events=%zu us=%lld", bt->n, bt->nevents,
-	    (long long)(now_us() - t0));
-	batch_done(p, bt);
+	w->st = next;
 	return 0;
 }
 
-/* Reconnected with a batch in doubt: finish it if it landed. */
-static int
-settle_doubt(struct persist *p, struct batch *bt)
-{
-	int landed;
+static void batch_failed(struct writer *w, int lost);
 
-	if (!p->in_doubt)
-		return 0;
-	batch_build(p, bt, p->doubt_n);
-	if ((landed = batch_landed(p, bt)) < 0) {
-		disconnect(p);
-		return -1;
+/* Take the head of the FIFO and send its first query. */
+static void
+batch_start(struct writer *w)
+{
+	struct persist *p = w->p;
+	size_t n = w->nqueued < p->cfg.batch_max ? w->nqueued : p->cfg.batch_max;
+	struct batch *bt = &w->bt;
+	int ok;
+
+	batch_build(w, n);
+	w->alone = !w->staged && bt->nevents == bt->n;
+	memset(&w->e, 0, sizeof(w->e));
+	w->arrived_busy = 0;
+	w->t0_us = now_us();
+	w->deadline_ms = now_ms() + PERSIST_COMMIT_TIMEOUT_MS;
+	if (bt->nevents > 0) {
+		ok = send_query(w, w->staged ? staging_sql : w->alone ? copy_alone_sql :
+		    copy_sql, W_COPYIN) == 0;
+	} else {
+		w->sql.len = 0;
+		buf_str(&w->sql, "BEGIN;");
+		buf_add(&w->sql, bt->tail.p, strlen(bt->tail.p) + 1);
+		ok = send_query(w, w->sql.p, W_TAIL) == 0;
 	}
-	log_info("db_batch_in_doubt rows=%zu landed=%d", bt->n, landed);
-	if (landed)
-		batch_done(p, bt);
-	p->in_doubt = 0;
-	return 0;
+	if (!ok)
+		batch_failed(w, 1);
+}
+
+static void
+batch_committed(struct writer *w)
+{
+	struct persist *p = w->p;
+	size_t n = w->bt.n, nevents = w->bt.nevents;
+	int64_t us = now_us() - w->t0_us;
+
+	w->st = W_IDLE;
+	w->staged = 0;
+	w->backoff_ms = 0;
+	if (w->refused) {
+		w->refused = 0;
+		update_up(p);
+	}
+	stats_commit(p, n, us);
+	batch_done(w);
+	log_debug("db_batch writer=%u rows=%zu events=%zu us=%lld", w->id, n, nevents,
+	    (long long)us);
+}
+
+/* The batch did not commit. Its records stay at the head of the FIFO. */
+static void
+batch_failed(struct writer *w, int lost)
+{
+	struct pq_error *e = &w->e;
+
+	if (e->message[0] == '\0' && w->pg != NULL)
+		note_error(e, NULL, w->pg);
+	for (char *nl; (nl = strchr(e->message, '\n')) != NULL;)
+		*nl = ' ';
+	if (!lost && !w->staged && strcmp(e->sqlstate, "23505") == 0 &&
+	    strcmp(e->constraint, "events_client_id") == 0) {
+		log_warn("client_id_reused writer=%u action=\"stored without the id\" batch=%zu",
+		    w->id, w->bt.n);
+		PQclear(PQexec(w->pg, "ROLLBACK"));
+		w->staged = 1;
+		w->st = W_IDLE;   /* again at once, through the staging table */
+		return;
+	}
+	log_error("db_write_failed writer=%u rows=%zu lost=%d sqlstate=%s error=\"%s\"",
+	    w->id, w->bt.n, lost, e->sqlstate, e->message);
+	ck_pr_inc_64(&w->p->stats.failures);
+	if (lost) {
+		/* Maybe it committed just before the line went: look first. */
+		w->in_doubt = w->bt.first_event != NULL;
+		w->doubt_n = w->bt.n;
+		disconnect(w);
+		w->retry_at_ms = now_ms();
+		return;
+	}
+	/* The server refused it: not ready, and not in a tight loop. */
+	PQclear(PQexec(w->pg, "ROLLBACK"));
+	w->st = W_IDLE;
+	w->refused = 1;
+	update_up(w->p);
+	backoff_grow(w);
+}
+
+/* The current query's results are all in. */
+static void
+query_ended(struct writer *w)
+{
+	if (w->e.message[0] != '\0') {
+		batch_failed(w, 0);
+		return;
+	}
+	switch (w->st) {
+	case W_RESULT:
+		if (w->alone) {
+			batch_committed(w);   /* the COPY was the transaction */
+			return;
+		}
+		w->sql.len = 0;
+		if (w->staged)
+			buf_str(&w->sql, staging_insert_sql);
+		buf_add(&w->sql, w->bt.tail.p, strlen(w->bt.tail.p) + 1);
+		if (send_query(w, w->sql.p, W_TAIL) != 0)
+			batch_failed(w, 1);
+		return;
+	case W_TAIL:
+		batch_committed(w);
+		return;
+	default:
+		/* the query ended before the server asked for rows */
+		snprintf(w->e.message, sizeof(w->e.message), "COPY was not started");
+		batch_failed(w, 0);
+		return;
+	}
+}
+
+/* The writer's socket is readable: take what the server said. */
+static void
+writer_input(struct writer *w)
+{
+	PGresult *r;
+
+	if (!PQconsumeInput(w->pg)) {
+		if (writer_busy(w)) {
+			batch_failed(w, 1);
+		} else {
+			log_warn("db_lost role=persist writer=%u error=\"%.*s\"", w->id,
+			    (int)strcspn(PQerrorMessage(w->pg), "\n"), PQerrorMessage(w->pg));
+			disconnect(w);
+			w->retry_at_ms = now_ms();
+		}
+		return;
+	}
+	while (writer_busy(w) && !PQisBusy(w->pg)) {
+		if ((r = PQgetResult(w->pg)) == NULL) {
+			query_ended(w);
+			return;
+		}
+		switch (PQresultStatus(r)) {
+		case PGRES_COPY_IN:
+			PQclear(r);
+			if (w->e.message[0] != '\0' || copy_rows(w) != 0) {
+				PQputCopyEnd(w->pg, "batch abandoned");
+				if (w->e.message[0] == '\0') {
+					batch_failed(w, 1);
+					return;
+				}
+			}
+			w->st = W_RESULT;
+			continue;
+		case PGRES_COMMAND_OK:
+		case PGRES_TUPLES_OK:
+			break;
+		default:
+			note_error(&w->e, r, w->pg);
+			break;
+		}
+		PQclear(r);
+	}
+	if (w->pg != NULL && PQstatus(w->pg) != CONNECTION_OK) {
+		if (writer_busy(w))
+			batch_failed(w, 1);
+		else
+			disconnect(w);
+	}
 }
 
 /* ---- the thread ------------------------------------------------------------------------------ */
@@ -856,104 +916,129 @@ stopping(struct persist *p)
 }
 
 /*
- * Group commit. Records that came in while the last batch was being
- * written have waited already: they go at once, however few. After an
- * idle spell the first record waits for company, until batch_max records,
+ * Group commit. Records that came in while the writer's last batch was in
+ * flight have waited already: they go at once, however few. After an idle
+ * spell the first record waits for company, until batch_max records,
  * batch_delay, or BATCH_QUIET_US without a new one: requests come in
  * bursts (a tick of many clients), and once a burst is over waiting out
- * the whole delay buys no larger batch, only latency.
+ * the whole delay buys no larger batch, only latency. Returns 0 when the
+ * batch should start now, else the microseconds to wait at most.
  */
-/*
- * Idle: wait for records, and watch the connection meanwhile, so a server
- * that goes away is noticed (and /readyz says so) before the next write.
- * Returns -1 when the connection is gone.
- */
-static int
-wait_idle(struct persist *p)
+static int64_t
+batch_wait_us(struct writer *w, int64_t now)
 {
-	struct pollfd pfd[2] = { { p->mb.efd, POLLIN, 0 }, { PQsocket(p->pg), POLLIN, 0 } };
+	struct persist *p = w->p;
+	int64_t by_delay, by_quiet;
 
-	if (poll(pfd, 2, -1) > 0 && pfd[1].revents != 0 &&
-	    (!PQconsumeInput(p->pg) || PQstatus(p->pg) != CONNECTION_OK)) {
-		char err[256];
-
-		snprintf(err, sizeof(err), "%s", PQerrorMessage(p->pg));
-		for (char *nl; (nl = strchr(err, '\n')) != NULL;)
-			*nl = ' ';
-		log_warn("db_lost role=persist error=\"%s\"", err);
-		disconnect(p);
-		return -1;
-	}
-	take_mail(p);
-	return 0;
+	if (w->nqueued >= p->cfg.batch_max || w->arrived_busy || stopping(p))
+		return 0;
+	by_delay = w->head_since_us + 1000 * (int64_t)p->cfg.batch_delay_ms - now;
+	by_quiet = w->last_in_us + BATCH_QUIET_US - now;
+	if (by_delay <= 0 || by_quiet <= 0)
+		return 0;
+	return by_delay < by_quiet ? by_delay : by_quiet;
 }
 
-static void
-gather(struct persist *p)
+/*
+ * Move w along as far as it can go without waiting; returns how long (us)
+ * it may sleep before it needs looking at again (-1: until its socket or
+ * the mailbox says something).
+ */
+static int64_t
+writer_step(struct writer *w)
 {
-	take_mail(p);
-	if (p->nqueued > 0 || stopping(p))
-		return;
-	while (p->nqueued == 0 && !stopping(p))
-		if (wait_idle(p) != 0)
-			return;
-	while (p->nqueued < p->cfg.batch_max && !stopping(p)) {
-		int64_t left = p->head_since_us + 1000 * (int64_t)p->cfg.batch_delay_ms - now_us();
-		uint64_t before = p->nqueued;
+	int64_t now_m = now_ms(), wait;
 
-		if (left <= 0)
-			return;
-		wait_mail_us(p, left < BATCH_QUIET_US ? left : BATCH_QUIET_US);
-		if (p->nqueued == before)
-			return;   /* the burst is over */
+	if (w->st == W_DOWN) {
+		if (now_m < w->retry_at_ms)
+			return (w->retry_at_ms - now_m) * 1000;
+		if (connect_db(w) != 0 || settle_doubt(w) != 0)
+			return (w->retry_at_ms - now_ms()) * 1000;
 	}
+	if (writer_busy(w)) {
+		if (now_m >= w->deadline_ms) {
+			snprintf(w->e.message, sizeof(w->e.message),
+			    "no commit within %d ms", PERSIST_COMMIT_TIMEOUT_MS);
+			batch_failed(w, 1);
+			return 0;
+		}
+		return (w->deadline_ms - now_m) * 1000;
+	}
+	if (w->nqueued == 0)
+		return -1;
+	if (now_m < w->retry_at_ms)
+		return (w->retry_at_ms - now_m) * 1000;   /* refused: backing off */
+	if ((wait = batch_wait_us(w, now_us())) > 0)
+		return wait;
+	batch_start(w);
+	return w->st == W_DOWN ? 0 : (w->deadline_ms - now_ms()) * 1000;
+}
+
+static int
+all_drained(const struct persist *p)
+{
+	for (unsigned i = 0; i < p->nwriters; i++)
+		if (p->writers[i].nqueued > 0 || writer_busy(&p->writers[i]))
+			return 0;
+	return 1;
+}
+
+/* One turn: step every writer, then sleep on the mailbox and their sockets. */
+static void
+persist_turn(struct persist *p)
+{
+	struct pollfd pfd[1 + PERSIST_WRITERS];
+	int64_t sleep_us = -1;
+	struct timespec ts;
+	unsigned n = 1;
+
+	for (unsigned i = 0; i < p->nwriters; i++) {
+		int64_t t = writer_step(&p->writers[i]);
+
+		if (t >= 0 && (sleep_us < 0 || t < sleep_us))
+			sleep_us = t;
+	}
+	pfd[0].fd = p->mb.efd;
+	pfd[0].events = POLLIN;
+	for (unsigned i = 0; i < p->nwriters; i++) {
+		struct writer *w = &p->writers[i];
+
+		pfd[n].fd = w->pg != NULL ? PQsocket(w->pg) : -1;
+		pfd[n].events = POLLIN;
+		n++;
+	}
+	if (mailbox_pending(&p->mb))
+		sleep_us = 0;
+	ts.tv_sec = (time_t)(sleep_us / 1000000);
+	ts.tv_nsec = (long)(sleep_us % 1000000) * 1000;
+	if (ppoll(pfd, n, sleep_us < 0 ? NULL : &ts, NULL) > 0)
+		for (unsigned i = 0; i < p->nwriters; i++)
+			if (pfd[1 + i].revents != 0 && p->writers[i].pg != NULL)
+				writer_input(&p->writers[i]);
+	take_mail(p);
 }
 
 static void *
 persist_main(void *arg)
 {
 	struct persist *p = arg;
-	struct batch bt;
 	sigset_t all;
 
-	memset(&bt, 0, sizeof(bt));
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	take_mail(p);
 	for (;;) {
-		int64_t wait = p->retry_at_ms - now_ms();
-
 		if (ck_pr_load_int(&p->abandon))
 			break;
-		take_mail(p);
-		if (stopping(p) && p->nqueued == 0)
+		if (stopping(p) && all_drained(p))
 			break;
-		/* After a failure: records that keep coming must not hurry
-		 * the next attempt. */
-		if (wait > 0) {
-			wait_mail(p, (int)wait);
-			continue;
-		}
-		if (p->pg == NULL) {
-			if (connect_db(p) != 0)
-				continue;
-			if (settle_doubt(p, &bt) != 0)
-				continue;
-		}
-		gather(p);
-		if (p->nqueued == 0) {
-			if (stopping(p))
-				break;
-			continue;
-		}
-		write_head(p, &bt);
+		persist_turn(p);
 	}
 	if (p->nqueued > 0)
 		log_error("persist_abandoned records=%llu reason=\"database unreachable at exit; "
 		    "none of them was acked\"", (unsigned long long)p->nqueued);
-	free(bt.recs);
-	free(bt.rows.p);
-	free(bt.tail.p);
-	disconnect(p);
+	for (unsigned i = 0; i < p->nwriters; i++)
+		disconnect(&p->writers[i]);
 	return NULL;
 }
 
@@ -971,6 +1056,12 @@ persist_new(const struct persist_config *cfg)
 		log_error("persist_init_failed error=\"%s\"", strerror(errno));
 		free(p);
 		return NULL;
+	}
+	p->nwriters = PERSIST_WRITERS;
+	p->writers = xcalloc(p->nwriters, sizeof(*p->writers));
+	for (unsigned i = 0; i < p->nwriters; i++) {
+		p->writers[i].p = p;
+		p->writers[i].id = i;
 	}
 	return p;
 }
@@ -1011,10 +1102,21 @@ persist_free(struct persist *p)
 		return;
 	while ((m = mailbox_take(&p->mb)) != NULL)
 		free(m);
-	while ((r = p->head) != NULL) {
-		p->head = r->next;
-		free(r);
+	for (unsigned i = 0; i < p->nwriters; i++) {
+		struct writer *w = &p->writers[i];
+
+		while ((r = w->head) != NULL) {
+			w->head = r->next;
+			free(r);
+		}
+		if (w->pg != NULL)
+			PQfinish(w->pg);
+		free(w->bt.recs);
+		free(w->bt.rows.p);
+		free(w->bt.tail.p);
+		free(w->sql.p);
 	}
+	free(p->writers);
 	mailbox_destroy(&p->mb);
 	free(p);
 }

@@ -2,8 +2,10 @@
  * persist.h - the persistence thread: the only writer to PostgreSQL.
  *
  * Ownership:
- *   - The thread owns its connection, its FIFO of taken records and every
- *     batch. It applies the migrations (migrate.h) when it connects.
+ *   - The thread owns its PERSIST_WRITERS connections ("writers"), each
+ *     with its FIFO of taken records and its batch in flight; a room's
+ *     records always go to the same writer (room_id % PERSIST_WRITERS).
+ *     It applies the migrations (migrate.h) when it connects.
  *   - Room actors (each on its home worker) reserve a place in the backlog
  *     (persist_reserve), then hand over records (persist_submit); from then
  *     on the record belongs to the thread, which frees it.
@@ -14,7 +16,8 @@
  *     may read (/readyz, /metrics, shutdown).
  *
  * Records of one room arrive in the order the room made them (one producer
- * thread per room, FIFO per producer) and are committed in that order.
+ * thread per room, FIFO per producer), go to one writer, and are committed
+ * in that order.
  *
  * Faults: while the database is unreachable, or a batch has not committed
  * within PERSIST_COMMIT_TIMEOUT_MS, the thread holds its records, marks
@@ -33,8 +36,15 @@
 #include "mailbox.h"
 
 struct room;
+struct writer;
 
 #define PERSIST_COMMIT_TIMEOUT_MS 5000
+/*
+ * Connections the thread writes on, rooms shared out by id. One backend
+ * sits idle while its commit's WAL is flushed and between our round trips;
+ * a second one uses that time.
+ */
+#define PERSIST_WRITERS 2
 #define PERSIST_BACKOFF_MIN_MS 100
 #define PERSIST_BACKOFF_MAX_MS 5000
 
@@ -114,15 +124,9 @@ struct persist {
 	struct persist_stats stats;   /* shared */
 
 	/* the thread only */
-	struct persist_rec *head, *tail;
-	uint64_t nqueued;
-	int64_t head_since_us;        /* when the oldest queued record was taken */
-	void *pg;                     /* PGconn */
-	unsigned backoff_ms;
-	int64_t retry_at_ms;          /* no connection attempt before this */
-	unsigned attempts;            /* failed in a row: the log says the first and every 20th */
-	int in_doubt;                 /* the first doubt_n records may be committed */
-	size_t doubt_n;
+	struct writer *writers;       /* [nwriters]: connections, FIFOs, batches (persist.c) */
+	unsigned nwriters;
+	uint64_t nqueued;             /* records taken, all writers */
 	int stop_seen;
 };
 

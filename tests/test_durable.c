@@ -2357,6 +2357,74 @@ out:
 	test_end();
 }
 
+/* ---- 9: an id that left the dedupe window comes back ----------------------- */
+
+#define R_FILL 100000   /* STORE_IDS_SCAN: ids older than this are not loaded */
+
+/*
+ * After a restart a room remembers the ids among its latest R_FILL events
+ * only. An older id that comes back is a new event (PROTOCOL.md section 5:
+ * the window is at least 10,000 ids); the unique index on (room, user,
+ * client id) refuses it as it stands, so it must be stored without its id,
+ * acked, and the batch around it must not be lost.
+ */
+static void
+test_id_reused_beyond_window(void)
+{
+	struct dcl c;
+	long long s;
+	char *out = NULL;
+	int st;
+	json_t *j;
+
+	test_begin();
+	dcl_init(&c);
+	REQUIRE(db_fresh("durable_reuse") == 0);
+	REQUIRE(parley_start(cur_db, NULL, 1) == 0);
+	REQUIRE(dcl_open(&c, "ru") == 0);
+	j = dcl_join(&c, "reuse", -1);
+	REQUIRE(j != NULL);
+	json_decref(j);
+	CU_ASSERT_EQUAL(send_acked(&c, "reuse", "old", "z1"), 1);
+	dcl_close(&c);
+	CU_ASSERT_EQUAL(parley_stop(SIGTERM, 10000), 0);
+
+	/* R_FILL events without ids push z1 out of what a load looks at. */
+	REQUIRE(psql(cur_db, "INSERT INTO events (room_id, seq, kind, user_name, body, ts) "
+	    "SELECT r.id, g, 'message', 'ru', 'filler', 0 FROM rooms r, "
+	    "generate_series(2, 100001) g WHERE r.name = 'reuse'", &out) == 0);
+	free(out);
+	out = NULL;
+
+	REQUIRE(parley_start(cur_db, NULL, 1) == 0);
+	REQUIRE(dcl_open(&c, "ru") == 0);
+	j = dcl_join(&c, "reuse", -1);
+	REQUIRE(j != NULL);
+	CU_ASSERT_EQUAL(jint(j, "seq"), R_FILL + 1);
+	json_decref(j);
+	/* A new event, acked; and one after it in the same breath. */
+	s = send_acked(&c, "reuse", "again", "z1");
+	CU_ASSERT_EQUAL(s, R_FILL + 2);
+	CU_ASSERT_EQUAL(send_acked(&c, "reuse", "next", "z2"), R_FILL + 3);
+	dcl_close(&c);
+	st = parley_stop(SIGTERM, 10000);
+	CU_ASSERT_EQUAL(st, 0);
+	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT count(*) FROM events e JOIN rooms r "
+	    "ON r.id = e.room_id WHERE r.name = 'reuse' AND e.client_id = 'z1'"), 1);
+	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT count(*) FROM events e JOIN rooms r "
+	    "ON r.id = e.room_id WHERE r.name = 'reuse' AND e.seq = 100002 AND "
+	    "e.body = 'again' AND e.client_id IS NULL"), 1);
+	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT count(*) FROM events e JOIN rooms r "
+	    "ON r.id = e.room_id WHERE r.name = 'reuse' AND e.seq = 100003 AND "
+	    "e.client_id = 'z2'"), 1);
+	CU_ASSERT_EQUAL(psql_int(cur_db, "SELECT max(e.seq) FROM events e JOIN rooms r "
+	    "ON r.id = e.room_id WHERE r.name = 'reuse'"), R_FILL + 3);
+out:
+	free(out);
+	dcl_close(&c);
+	test_end();
+}
+
 /* ---- main --------------------------------------------------------------------- */
 
 static const struct test_def durable_tests[] = {
@@ -2368,6 +2436,7 @@ static const struct test_def durable_tests[] = {
 	{ "history pages across the ring and the database", test_history_paging },
 	{ "/readyz follows the database; join refused while down", test_readyz },
 	{ "read positions survive a restart", test_read_position },
+	{ "an id reused beyond the dedupe window is a new event", test_id_reused_beyond_window },
 	{ NULL, NULL }
 };
 
