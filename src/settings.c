@@ -464,9 +464,8 @@ settings_usage(FILE *out)
 			    o->arg ? " " : "", o->arg ? o->arg : "");
 		fprintf(out, "  %-28s %s\n", flag, o->help);
 	}
-	fprintf(out, "\n[later]: accepted and validated now; takes effect when that feature\n"
-	    "lands. TLS is not served yet: parleyd refuses to start with --tls-cert\n"
+	fprintf(out, "\nTLS is not served yet: parleyd refuses to start with --tls-cert\n"
 	    "rather than serve plaintext.\n"
-	    "\nSIGTERM/SIGINT: stop accepting, close clients with 1001, exit 0.\n"
-	    "See parleyd(8).\n");
+	    "\nSIGTERM/SIGINT: stop accepting; commit, deliver and ack what was\n"
+	    "accepted; close clients with 1001; exit 0. See parleyd(8).\n");
 }
