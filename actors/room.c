@@ -1266,12 +1266,8 @@ static void
 log_read_failed(const struct room *r, const char *what, PGresult *const *res,
     int nres, const char *error)
 {
-	char msg[256];
-
-	snprintf(msg, sizeof(msg), "%s", results_error(res, nres, error));
-	for (char *nl; (nl = strchr(msg, '\n')) != NULL;)
-		*nl = ' ';
-	log_warn("db_read_failed room=%s read=%s error=\"%s\"", r->name, what, msg);
+	log_warn("db_read_failed room=%s read=%s error=\"%s\"", r->name, what,
+	    results_error(res, nres, error));
 }
 
 static void
@@ -1283,7 +1279,6 @@ history_done(void *arg, PGresult *const *res, int nres, const char *error)
 	size_t n = 0, k;
 	int rows, more;
 
-	r->query = NULL;
 	r->blocked = 0;
 	r->stalled = NULL;
 	if (!results_ok(res, nres, 1)) {
@@ -1320,8 +1315,7 @@ history_done(void *arg, PGresult *const *res, int nres, const char *error)
 static enum room_step
 room_read_db(struct room *r, struct room_msg *msg, char *sql, db_reader_cb *cb)
 {
-	r->query = db_reader_query(r->env->reader, sql, cb, r);
-	if (r->query == NULL) {
+	if (db_reader_query(r->env->reader, sql, cb, r) == NULL) {
 		reply_unavailable(r, msg->m, &msg->req, MEMBER_EV_REPLY);
 		return STEP_DONE;
 	}
@@ -1344,7 +1338,6 @@ target_done(void *arg, PGresult *const *res, int nres, const char *error)
 	uint64_t target = (uint64_t)r->stalled->req.target;
 	uint32_t author = 0;
 
-	r->query = NULL;
 	r->blocked = 0;
 	if (!results_ok(res, nres, STORE_TARGET_RESULTS)) {
 		log_read_failed(r, "target", res, nres, error);
@@ -1448,7 +1441,6 @@ activate_done(void *arg, PGresult *const *res, int nres, const char *error)
 {
 	struct room *r = arg;
 
-	r->query = NULL;
 	r->loading = 0;
 	if (!results_ok(res, nres, STORE_ACTIVATE_RESULTS) || PQntuples(res[1]) != 1) {
 		log_read_failed(r, "activate", res, nres, error);
@@ -1467,8 +1459,7 @@ room_activate(struct room *r)
 {
 	char *sql = store_sql_activate(r->name, ROOM_LOAD_EVENTS, ROOM_DEDUPE_WINDOW);
 
-	r->query = db_reader_query(r->env->reader, sql, activate_done, r);
-	if (r->query == NULL)
+	if (db_reader_query(r->env->reader, sql, activate_done, r) == NULL)
 		refuse_waiting(r);   /* the database is down: say so now */
 	else
 		r->loading = 1;
@@ -1477,7 +1468,6 @@ room_activate(struct room *r)
 void
 room_abandon_reads(struct room *r)
 {
-	r->query = NULL;
 	if (r->loading) {
 		r->loading = 0;
 		refuse_waiting(r);

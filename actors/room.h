@@ -59,7 +59,6 @@
 #include "names.h"
 #include "proto.h"
 
-struct db_query;
 struct db_reader;
 struct metrics;
 struct pending;
@@ -238,7 +237,6 @@ struct room {
 	uint8_t blocked;          /* another read in flight */
 	uint8_t parked;           /* room_run stopped for a read: resume re-runs it */
 	struct room_msg *stalled; /* the request the read is for */
-	struct db_query *query;
 };
 
 /* The worker a room lives on. */

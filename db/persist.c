@@ -16,6 +16,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "persist.h"
+#include "store.h"
 #include "xmalloc.h"
 
 #define CONNECT_TIMEOUT_S "5"
@@ -109,12 +110,6 @@ persist_ready(const struct persist *p)
 	return ck_pr_load_int(&p->up);
 }
 
-int
-persist_schema_ready(const struct persist *p)
-{
-	return ck_pr_load_int(&p->schema_ready);
-}
-
 uint64_t
 persist_inflight(const struct persist *p)
 {
@@ -162,9 +157,8 @@ persist_metrics(const struct persist *p, struct evbuffer *out)
 	    (unsigned long long)ck_pr_load_64((uint64_t *)&s->reconnects));
 }
 
-/* What a failed batch said: the first error, and whether the line went. */
+/* What a failed batch said: its first error. */
 struct pq_error {
-	int lost;
 	char sqlstate[6];
 	char constraint[64];
 	char message[256];
@@ -269,19 +263,6 @@ copy_row(struct buf *b, const struct persist_rec *r)
 	buf_add(b, num, (size_t)n);
 }
 
-/* 'text' as an SQL literal (names are [A-Za-z0-9._:-], but quote anyway). */
-static void
-sql_literal(struct buf *b, const char *s)
-{
-	buf_add(b, "'", 1);
-	for (; *s != '\0'; s++) {
-		if (*s == '\'')
-			buf_add(b, "'", 1);
-		buf_add(b, s, 1);
-	}
-	buf_add(b, "'", 1);
-}
-
 static int
 read_cmp(const void *a, const void *b)
 {
@@ -300,7 +281,7 @@ read_cmp(const void *a, const void *b)
 static void
 tail_sql(struct buf *b, struct persist_rec **reads, size_t nreads)
 {
-	char num[48];
+	char num[48], user[STORE_LITERAL_MAX];
 	size_t i, out = 0;
 
 	qsort(reads, nreads, sizeof(*reads), read_cmp);
@@ -318,7 +299,8 @@ tail_sql(struct buf *b, struct persist_rec **reads, size_t nreads)
 		    "INSERT INTO read_positions (room_id, user_name, seq) VALUES (" : ",(");
 		snprintf(num, sizeof(num), "%lld,", (long long)r->room_id);
 		buf_str(b, num);
-		sql_literal(b, r->user);
+		store_literal(user, sizeof(user), r->user);
+		buf_str(b, user);
 		snprintf(num, sizeof(num), ",%llu)", (unsigned long long)r->seq);
 		buf_str(b, num);
 	}
@@ -413,7 +395,6 @@ fifo_append(struct writer *w, struct persist_rec *r)
 	if (writer_busy(w))
 		w->arrived_busy = 1;
 	w->p->nqueued++;
-	ck_pr_store_64(&w->p->queued, w->p->nqueued);
 }
 
 /* Move whatever the mailbox holds onto the writers' FIFOs. */
@@ -500,8 +481,6 @@ connect_db(struct writer *w)
 	update_up(p);
 	return 0;
 fail:
-	for (char *nl; (nl = strchr(err, '\n')) != NULL;)
-		*nl = ' ';
 	if (w->attempts++ % 20 == 0)
 		log_warn("db_unreachable role=persist writer=%u attempts=%u held=%llu "
 		    "error=\"%s\"", w->id, w->attempts, (unsigned long long)w->nqueued, err);
@@ -659,7 +638,6 @@ batch_done(struct writer *w)
 		w->head_since_us = now_us();
 	w->nqueued -= bt->n;
 	p->nqueued -= bt->n;
-	ck_pr_store_64(&p->queued, p->nqueued);
 	ck_pr_sub_64(&p->inflight, bt->n);   /* every record held a place */
 	bt->n = 0;
 }
@@ -794,8 +772,6 @@ batch_failed(struct writer *w, int lost)
 
 	if (e->message[0] == '\0' && w->pg != NULL)
 		note_error(e, NULL, w->pg);
-	for (char *nl; (nl = strchr(e->message, '\n')) != NULL;)
-		*nl = ' ';
 	if (!lost && !w->staged && strcmp(e->sqlstate, "23505") == 0 &&
 	    strcmp(e->constraint, "events_client_id") == 0) {
 		log_warn("client_id_reused writer=%u action=\"stored without the id\" batch=%zu",

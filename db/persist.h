@@ -120,7 +120,6 @@ struct persist {
 	int up;                       /* shared: connected, migrated, committing */
 	int schema_ready;             /* shared: migrations applied once */
 	uint64_t inflight;            /* shared: reserved and not yet committed */
-	uint64_t queued;              /* shared: records taken, not committed */
 	struct persist_stats stats;   /* shared */
 
 	/* the thread only */
@@ -158,7 +157,6 @@ void persist_submit(struct persist *p, struct persist_rec *rec);
 
 /* Any thread: /readyz. */
 int persist_ready(const struct persist *p);
-int persist_schema_ready(const struct persist *p);
 /* Any thread: records reserved and not yet committed. */
 uint64_t persist_inflight(const struct persist *p);
 /* Any thread: retry_after_ms to give a client refused for the backlog. */

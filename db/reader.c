@@ -88,13 +88,10 @@ static void
 lost(struct db_reader *rd, const char *why)
 {
 	struct db_query *q = rd->head, *next;
-	char msg[256];
 
-	snprintf(msg, sizeof(msg), "%s", why != NULL ? why : "connection lost");
-	for (char *nl; (nl = strchr(msg, '\n')) != NULL;)
-		*nl = ' ';
 	if (!rd->logged_down)
-		log_warn("db_unreachable role=reader worker=%u error=\"%s\"", rd->worker, msg);
+		log_warn("db_unreachable role=reader worker=%u error=\"%s\"", rd->worker,
+		    why != NULL ? why : "connection lost");
 	rd->logged_down = 1;
 	if (rd->io_ev != NULL) {
 		event_free(rd->io_ev);

@@ -9,10 +9,8 @@
 #include "store.h"
 #include "xmalloc.h"
 
-/* Room names are [A-Za-z0-9._:-] (names.h): no quote can occur, but the
- * literal is still built as if one could. */
-static void
-literal(char *out, size_t cap, const char *s)
+void
+store_literal(char *out, size_t cap, const char *s)
 {
 	size_t o = 0;
 
@@ -57,9 +55,9 @@ format(const char *fmt, ...)
 char *
 store_sql_activate(const char *room, unsigned ring, unsigned ids_max)
 {
-	char q[160];
+	char q[STORE_LITERAL_MAX];
 
-	literal(q, sizeof(q), room);
+	store_literal(q, sizeof(q), room);
 	/* The ts of the latest event is the room's latest (ts never goes
 	 * back within a room): no scan for max(ts). */
 	return format(
@@ -79,9 +77,9 @@ store_sql_activate(const char *room, unsigned ring, unsigned ids_max)
 char *
 store_sql_page(const char *room, uint64_t top, unsigned limit)
 {
-	char q[160];
+	char q[STORE_LITERAL_MAX];
 
-	literal(q, sizeof(q), room);
+	store_literal(q, sizeof(q), room);
 	return format("SELECT " EVENT_COLUMNS " FROM events e WHERE e.room_id = " ROOM_ID " "
 	    "AND e.seq <= %llu ORDER BY e.seq DESC LIMIT %u",
 	    q, (unsigned long long)top, limit + 1);
@@ -90,10 +88,10 @@ store_sql_page(const char *room, uint64_t top, unsigned limit)
 char *
 store_sql_target(const char *room, uint64_t target)
 {
-	char q[160];
+	char q[STORE_LITERAL_MAX];
 	unsigned long long t = (unsigned long long)target;
 
-	literal(q, sizeof(q), room);
+	store_literal(q, sizeof(q), room);
 	return format(
 	    "SELECT kind, user_name FROM events WHERE room_id = " ROOM_ID " AND seq = %llu;"
 	    "SELECT EXISTS (SELECT 1 FROM events WHERE room_id = " ROOM_ID " AND target = %llu "
@@ -106,11 +104,11 @@ store_sql_target(const char *room, uint64_t target)
 char *
 store_sql_events_api(const char *room, const char *user, uint64_t top, unsigned limit)
 {
-	char q[160], u[80];
+	char q[STORE_LITERAL_MAX], u[STORE_LITERAL_MAX];
 	char *page = store_sql_page(room, top, limit), *sql;
 
-	literal(q, sizeof(q), room);
-	literal(u, sizeof(u), user);
+	store_literal(q, sizeof(q), room);
+	store_literal(u, sizeof(u), user);
 	sql = format("SELECT EXISTS (SELECT 1 FROM rooms WHERE name = %s), "
 	    "coalesce((SELECT private FROM rooms WHERE name = %s), false), "
 	    "EXISTS (SELECT 1 FROM members WHERE room_id = " ROOM_ID " AND user_name = %s);%s",

@@ -15,6 +15,8 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "names.h"
+
 /* One stored event, pointing into a PGresult (valid while it is). */
 struct stored_event {
 	uint64_t seq;
@@ -77,6 +79,14 @@ json_t *store_event_json(const char *room, const struct stored_event *ev);
 char *store_sql_events_api(const char *room, const char *user, uint64_t top,
     unsigned limit);
 #define STORE_EVENTS_API_RESULTS 2
+
+/*
+ * s as an SQL literal into out (cap bytes: 2 * strlen(s) + 3 always fit).
+ * For checked names (names.h: rooms and users hold no quote), quoted as
+ * if they could.
+ */
+#define STORE_LITERAL_MAX (2 * NAMES_ROOM_STR_MAX + 3)
+void store_literal(char *out, size_t cap, const char *s);
 
 /* Row row of a result of stored events; 0, or -1 if it does not parse. */
 int store_event_row(const PGresult *r, int row, struct stored_event *ev);

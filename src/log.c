@@ -64,6 +64,11 @@ log_write(enum log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
 	va_end(ap);
+	/* One event, one line: values (libpq's errors among them) may hold
+	 * line breaks. */
+	for (char *c = line + n; *c != '\0'; c++)
+		if (*c == '\n' || *c == '\r')
+			*c = ' ';
 	/* One fputs per line: stdio's lock keeps lines whole across threads. */
 	fprintf(stderr, "%s\n", line);
 }

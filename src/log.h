@@ -24,6 +24,7 @@ const char *log_level_name(enum log_level level);
 void log_set_level(enum log_level level);
 int log_enabled(enum log_level level);
 
+/* One line to stderr; line breaks inside the message become spaces. */
 void log_write(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
