@@ -36,6 +36,7 @@ PIN=${PERSIST_PIN:-1}
 
 die() { echo "bench-persist: $*" >&2; exit 2; }
 note() { echo "bench-persist: $*" >&2; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 for tool in taskset jq curl psql timeout; do
 	command -v "$tool" >/dev/null || die "$tool is missing (apt-get install util-linux jq curl postgresql-client)"
@@ -56,8 +57,7 @@ else
 fi
 ROOMS=100
 
-mapfile -t CPUS < <(taskset -pc $$ | sed 's/.*: //' | tr ',' '\n' |
-	awk -F- '{ if (NF == 2) for (i = $1; i <= $2; i++) print i; else print $1 }')
+allowed_cpus
 APP_CPU=${CPUS[0]}
 DB_CPU=${CPUS[${#CPUS[@]}-1]}
 if [ "$PIN" != 1 ] || [ ${#CPUS[@]} -lt 2 ]; then
@@ -177,17 +177,6 @@ rm -f "$OUT/rows.copy"
 
 # ---- end to end: parleyd --db and parley-bench persist ----------------------------------
 
-pick_port() {
-	local p
-	for _ in $(seq 1 50); do
-		p=$(( 20000 + RANDOM % 12000 ))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	die "no free port found"
-}
 
 # e2e NAME [parleyd args...]: a fresh parleyd --db on an empty table, and
 # parley-bench persist against it.

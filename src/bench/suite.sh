@@ -26,6 +26,7 @@ QUICK=${BENCH_QUICK:-0}
 
 die() { echo "bench: $*" >&2; exit 2; }
 note() { echo "bench: $*" >&2; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 for tool in taskset jq curl; do
 	command -v "$tool" >/dev/null || die "$tool is missing (apt-get install util-linux jq curl)"
@@ -42,8 +43,7 @@ NOFILE=$(ulimit -n)
 [ "$NOFILE" = unlimited ] && NOFILE=1048576
 
 # Server on the first allowed CPU, the generator on the second.
-mapfile -t CPUS < <(taskset -pc $$ | sed 's/.*: //' | tr ',' '\n' |
-	awk -F- '{ if (NF == 2) for (i = $1; i <= $2; i++) print i; else print $1 }')
+allowed_cpus
 SERVER_CPU=${CPUS[0]}
 GEN_CPU=${CPUS[1]:-${CPUS[0]}}
 [ ${#CPUS[@]} -ge 2 ] || note "one CPU only: server and generator share it, numbers mean little"
@@ -70,18 +70,6 @@ SERVER_PID=
 PORT=
 PGDIR=
 
-pick_port() {
-	local p
-	for _ in $(seq 1 50); do
-		# Below the ephemeral range: a client's local port cannot take it.
-		p=$(( 20000 + RANDOM % 12000 ))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	die "no free port found"
-}
 
 # start_server NAME [parleyd args...]: a fresh parleyd, pinned, on a new port.
 start_server() {
