@@ -187,32 +187,32 @@ pg_private(const char *verb, char **out)
 	return st;
 }
 
+/* pg-private.sh pause or resume ("paused"/"resumed" in the log). 0, or -1. */
+static int
+pg_switch(const char *verb, const char *done, int paused)
+{
+	int64_t t0 = wsc_now_ms();
+	int st = pg_private(verb, NULL);
+
+	if (st == 0)
+		pg_paused = paused;
+	fprintf(stderr, "[durable] database %s (%lld ms)\n", done,
+	    (long long)(wsc_now_ms() - t0));
+	return st == 0 ? 0 : -1;
+}
+
 /* Stop the database (keeping its data and port). 0, or -1. */
 static int
 pg_pause(void)
 {
-	int64_t t0 = wsc_now_ms();
-	int st = pg_private("pause", NULL);
-
-	if (st == 0)
-		pg_paused = 1;
-	fprintf(stderr, "[durable] database paused (%lld ms)\n",
-	    (long long)(wsc_now_ms() - t0));
-	return st == 0 ? 0 : -1;
+	return pg_switch("pause", "paused", 1);
 }
 
 /* Start it again. 0, or -1. */
 static int
 pg_resume(void)
 {
-	int64_t t0 = wsc_now_ms();
-	int st = pg_private("resume", NULL);
-
-	if (st == 0)
-		pg_paused = 0;
-	fprintf(stderr, "[durable] database resumed (%lld ms)\n",
-	    (long long)(wsc_now_ms() - t0));
-	return st == 0 ? 0 : -1;
+	return pg_switch("resume", "resumed", 0);
 }
 
 static void
