@@ -412,10 +412,17 @@ conn_send_out(struct conn *c)
 			iov[i].iov_len = WRITE_BUDGET - len;
 		len += iov[i].iov_len;
 	}
-	memset(&msg, 0, sizeof(msg));
-	msg.msg_iov = iov;
-	msg.msg_iovlen = (size_t)i;
-	n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (i == 1) {
+		/* The fan-out case, one frame: send() skips copying a msghdr
+		 * and importing an iovec. */
+		n = send(c->fd, iov[0].iov_base, iov[0].iov_len,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+	} else {
+		memset(&msg, 0, sizeof(msg));
+		msg.msg_iov = iov;
+		msg.msg_iovlen = (size_t)i;
+		n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
 	if (n > 0)
 		evbuffer_drain(c->out, (size_t)n);
 	return n;

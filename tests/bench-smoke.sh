@@ -43,6 +43,9 @@ check fanout-low '.ok and .lost == 0 and .delivered == .expected_deliveries and 
 check fanout-low '.latency_ms.p50 > 0 and .latency_ms.p50 <= .latency_ms.p99 and .ack_latency_ms.p50 > 0' "latency percentiles"
 check fanout-low '.server_us_per_delivery > 0 and .generator_cpu_s >= 0' "CPU per delivery measured"
 check fanout-high '.ok and .lost == 0' "no loss at the higher rate"
+if [ -n "${LOOPBACK_FLOOR:-}" ]; then
+	check floor '.ok and .failed == 0 and .us_per_send > 0 and .timed > 0 and .latency_ms.p50 <= .latency_ms.p99' "the kernel floor measured, every frame read"
+fi
 check ramp '(.steps | length) >= 1 and .steps[0].held and .held_deliveries_per_s >= 2000' "ramp held its first step"
 check ramp '[.steps[] | .target_deliveries_per_s] == ([.steps[] | .target_deliveries_per_s] | sort)' "ramp steps go up"
 if [ "$(head -c 8 "$out/ramp.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; then
