@@ -279,6 +279,7 @@ run(const struct opts *o)
 
 	for (int i = 0; i < o->conns; i++)
 		close(fds[i]);
+	free(fds);
 	char res[256] = "";
 	ssize_t rn = read(respipe[0], res, sizeof(res) - 1);
 	size_t nlat = 0;

@@ -267,6 +267,7 @@ cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 		echo "Note: the kernel alone charged more than 12 us per send() in this run: the per-delivery target is below this machine's floor."
 	fi
 	for f in "$OUT"/*.json; do
+		[ "$(basename "$f")" != floor.json ] || continue   # no generator there
 		if jq -e '.generator_bound == true or ([.steps[]?.generator_bound] | any)' "$f" >/dev/null 2>&1; then
 			echo
 			echo "Note: the generator was near its CPU bound in $(basename "$f" .json); that result is a lower bound on the server."
