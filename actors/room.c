@@ -205,12 +205,14 @@ room_reply(struct room *r, struct member *m, enum member_event ev, struct frame 
 	p->reply = f;
 }
 
+/* Every error frame of a room is built here, and counted on its home worker. */
 static struct frame *
-error_frame(const struct proto_req *req, const char *code, const char *message,
-    int64_t retry_ms)
+error_frame(struct room *r, const struct proto_req *req, const char *code,
+    const char *message, int64_t retry_ms)
 {
 	json_t *o = proto_reply("error", req);
 
+	metrics_error(r->env->metrics, code);
 	json_object_set_new(o, "code", json_string(code));
 	json_object_set_new(o, "message", json_string(message));
 	if (retry_ms >= 0)
@@ -222,7 +224,7 @@ static void
 reply_error(struct room *r, struct member *m, const struct proto_req *req,
     const char *code, const char *message)
 {
-	room_reply(r, m, MEMBER_EV_REPLY, error_frame(req, code, message, -1));
+	room_reply(r, m, MEMBER_EV_REPLY, error_frame(r, req, code, message, -1));
 }
 
 /*
@@ -235,7 +237,7 @@ static void
 reply_unavailable(struct room *r, struct member *m, const struct proto_req *req,
     enum member_event ev)
 {
-	member_send(r, m, ev, error_frame(req, "unavailable",
+	member_send(r, m, ev, error_frame(r, req, "unavailable",
 	    "the database is unavailable; retry later",
 	    persist_retry_ms(r->env->persist)));
 }
@@ -550,12 +552,8 @@ room_join(struct room *r, struct room_msg *msg)
 	int truncated;
 
 	if (r->dm && !names_dm_admits(r->name, r->name_len, m->user)) {
-		json_t *o = proto_reply("error", &msg->req);
-
-		json_object_set_new(o, "code", json_string("forbidden"));
-		json_object_set_new(o, "message",
-		    json_string("this direct-message room admits only its two users"));
-		member_send(r, m, MEMBER_EV_REFUSED, take_frame(o, FRAME_ERROR));
+		member_send(r, m, MEMBER_EV_REFUSED, error_frame(r, &msg->req, "forbidden",
+		    "this direct-message room admits only its two users", -1));
 		return;
 	}
 	u = user_get(r, m->user);
@@ -1378,7 +1376,7 @@ refuse_waiting(struct room *r)
 		struct room_msg *msg = (struct room_msg *)mm;
 
 		if (msg->base.kind == ROOM_MSG_JOIN && !msg->rejoin)
-			member_send(r, msg->m, MEMBER_EV_REFUSED, error_frame(&msg->req,
+			member_send(r, msg->m, MEMBER_EV_REFUSED, error_frame(r, &msg->req,
 			    "unavailable", "the database is unavailable; retry later",
 			    persist_retry_ms(r->env->persist)));
 		else

@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "mailbox.h"
+#include "metrics.h"
 
 struct room;
 struct writer;
@@ -100,13 +101,21 @@ struct persist_config {
 	void *ctx;
 };
 
-struct persist_stats {            /* shared: atomics, read by /metrics */
+/*
+ * The thread is the only writer of these: relaxed stores (persist.c
+ * stats_commit), which /metrics on any worker reads with relaxed loads.
+ * A batch counts when its COMMIT is seen to succeed; one found landed
+ * after a lost connection (in doubt) frees its places but is not timed.
+ */
+struct persist_stats {            /* shared: read by /metrics */
 	uint64_t batches;
 	uint64_t rows;
 	uint64_t commit_us_total;
 	uint64_t commit_us_max;
 	uint64_t reconnects;
 	uint64_t failures;
+	struct metrics_hist batch_rows;     /* rows per committed batch */
+	struct metrics_hist commit_us;      /* first query sent to COMMIT done */
 };
 
 struct persist {

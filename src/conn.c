@@ -17,8 +17,9 @@
 #include "conn.h"
 #include "frame.h"
 #include "http.h"
-#include "reader.h"
+#include "live.h"
 #include "log.h"
+#include "reader.h"
 #include "router.h"
 #include "server.h"
 #include "session.h"
@@ -37,10 +38,11 @@
 
 static void conn_ws_input(struct conn *c, uint8_t *buf, size_t len);
 
+/* The worker's current snapshot: SIGHUP may have changed it since accept. */
 static const struct settings *
 cfg_of(const struct conn *c)
 {
-	return c->w->srv->cfg;
+	return &c->w->live->cfg;
 }
 
 static void conn_mark_dirty(struct conn *c);
@@ -501,6 +503,8 @@ conn_http_error(struct conn *c, const struct http_request *req, int status,
 	json_t *o = json_pack("{s:s, s:s}", "error", code, "message", message);
 	char *body = json_dumps(o, JSON_COMPACT);
 
+	/* Every HTTP error response goes through here. */
+	metrics_http_error(&c->w->metrics, code);
 	conn_http_respond(c, req, status, "application/json", extra_headers,
 	    body, strlen(body), close);
 	free(body);
@@ -710,11 +714,12 @@ conn_upgrade(struct conn *c, int subprotocol)
 
 	c->dec = xmalloc(sizeof(*c->dec));
 	ws_decoder_init(c->dec, cfg_of(c)->max_frame);
+	c->heartbeat_s = (uint16_t)cfg_of(c)->heartbeat;
 	c->subprotocol = (uint8_t)subprotocol;
 	conn_set_state(c, CONN_WS);
 	METRIC_INC(&w->metrics, websockets);
 	c->sess = session_new(c);
-	conn_ws_reschedule(c, c->last_rx_ms + 1000 * (uint32_t)cfg_of(c)->heartbeat);
+	conn_ws_reschedule(c, c->last_rx_ms + 1000 * (uint32_t)c->heartbeat_s);
 }
 
 /* ---- WebSocket ------------------------------------------------------------ */
@@ -836,7 +841,7 @@ static void
 conn_ws_heartbeat(struct conn *c)
 {
 	struct worker *w = c->w;
-	uint32_t hb_ms = 1000 * (uint32_t)cfg_of(c)->heartbeat;
+	uint32_t hb_ms = 1000 * (uint32_t)c->heartbeat_s;
 	uint32_t idle = worker_clock_ms(w) - c->last_rx_ms;
 
 	if (idle >= 2 * hb_ms) {

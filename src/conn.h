@@ -56,6 +56,8 @@ struct conn {
 	uint16_t close_code;      /* for the async close */
 	uint8_t pinged;           /* a heartbeat ping went out since the last byte in */
 	uint16_t wheel_slot;
+	uint16_t heartbeat_s;     /* WebSocket: --heartbeat at the upgrade, told in
+	                             welcome: a SIGHUP changes new connections only */
 	uint32_t deadline;        /* wheel tick at which the wheel looks at it next */
 	uint32_t last_rx_ms;      /* worker clock (ms) of the last byte received */
 	uint32_t req_start_ms;    /* HTTP: when the current request's first byte came */

@@ -1,9 +1,12 @@
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <ck_pr.h>
 
@@ -71,4 +74,37 @@ log_write(enum log_level level, const char *fmt, ...)
 			*c = ' ';
 	/* One fputs per line: stdio's lock keeps lines whole across threads. */
 	fprintf(stderr, "%s\n", line);
+}
+
+/* Main thread: the standard error parleyd started with, once redirected. */
+static int saved_stderr = -1;
+
+int
+log_reopen(const char *path)
+{
+	int fd;
+
+	if (path == NULL) {
+		if (saved_stderr >= 0)
+			dup2(saved_stderr, STDERR_FILENO);
+		return 0;
+	}
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		log_error("log_file_unopenable file=%s error=\"%s\"", path, strerror(errno));
+		return -1;
+	}
+	if (saved_stderr < 0)
+		saved_stderr = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+	/*
+	 * dup2 swaps fd 2 in one step: a thread writing a line at this moment
+	 * writes it whole to the old file or to the new one.
+	 */
+	if (dup2(fd, STDERR_FILENO) < 0) {
+		log_error("log_file_unopenable file=%s error=\"%s\"", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
 }

@@ -22,6 +22,14 @@ int log_level_parse(const char *s, enum log_level *out);
 const char *log_level_name(enum log_level level);
 
 void log_set_level(enum log_level level);
+
+/*
+ * Main thread: append the log to path from now on (created 0640), or go
+ * back to the standard error parleyd started with when path is NULL.
+ * Called at start for --log-file and on every SIGHUP (logrotate). On
+ * failure it logs, keeps the current destination and returns -1.
+ */
+int log_reopen(const char *path);
 int log_enabled(enum log_level level);
 
 /* One line to stderr; line breaks inside the message become spaces. */

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "persist.h"
 #include "reader.h"
+#include "live.h"
 #include "room.h"
 #include "rooms.h"
 #include "server.h"
@@ -297,6 +298,16 @@ rooms_handle(struct worker *w, struct mailbox_msg *msg)
 	}
 }
 
+void
+rooms_apply_live(struct worker *w)
+{
+	const struct settings *cfg = &w->live->cfg;
+
+	w->room_env.idle_ms = (uint32_t)(cfg->room_idle * 1000);
+	/* A reply (history, replay) is cut to stay well under --out-limit. */
+	w->room_env.reply_max_bytes = (size_t)cfg->out_limit / 2;
+}
+
 int
 rooms_init(struct worker *w)
 {
@@ -307,7 +318,6 @@ rooms_init(struct worker *w)
 	w->room_env.post = room_out_post;
 	w->room_env.ctx = w;
 	w->room_env.metrics = &w->metrics;
-	w->room_env.idle_ms = (uint32_t)(cfg->room_idle * 1000);
 	/*
 	 * In memory mode a room with events is the stream's only copy: freeing
 	 * it would reuse seqs and forget ids. With --db it loads again.
@@ -316,8 +326,8 @@ rooms_init(struct worker *w)
 	w->room_env.reader = w->reader;
 	w->room_env.resume = room_resume_cb;
 	w->room_env.keep_events = w->srv->persist == NULL;
-	w->room_env.reply_max_bytes = (size_t)cfg->out_limit / 2;
 	w->room_env.ring_max = (size_t)cfg->room_history;
+	rooms_apply_live(w);
 	w->run_ev = event_new(w->base, -1, 0, run_cb, w);
 	return w->run_ev == NULL ? -1 : 0;
 }

@@ -18,6 +18,9 @@ struct mailbox_msg;
 /* Set up the registry, run list and room environment (worker_new). */
 int rooms_init(struct worker *w);
 
+/* Worker thread: take room-idle and out-limit from w->live (start, SIGHUP). */
+void rooms_apply_live(struct worker *w);
+
 /* Free every room homed here (teardown, after worker_quiesce). */
 void rooms_free(struct worker *w);
 

@@ -9,6 +9,7 @@
 
 #include "conn.h"
 #include "http.h"
+#include "live.h"
 #include "log.h"
 #include "metrics.h"
 #include "names.h"
@@ -66,12 +67,17 @@ metrics(struct conn *c, const struct http_request *req, const char *body, size_t
 {
 	struct server *srv = c->w->srv;
 	struct metrics total;
+	struct metrics_process proc = {
+		.capacity = srv->capacity,
+		.max_connections = c->w->live->max_connections,
+		.connections_peak = (uint64_t)ck_pr_load_int(&srv->nconns_peak),
+	};
 	struct evbuffer *out = evbuffer_new();
 
 	memset(&total, 0, sizeof(total));
 	for (unsigned i = 0; i < srv->nworkers; i++)
 		metrics_add(&total, &srv->workers[i]->metrics);
-	metrics_render(&total, srv->capacity, srv->max_connections, out);
+	metrics_render(&total, &proc, out);
 	if (srv->persist != NULL)
 		persist_metrics(srv->persist, out);
 	conn_http_respond(c, req, 200, "text/plain; version=0.0.4; charset=utf-8",
@@ -113,7 +119,7 @@ verify_or_401(struct conn *c, const struct http_request *req, const char *token,
 		    "WWW-Authenticate: Bearer\r\n", 0);
 		return -1;
 	}
-	jr = jwt_verify(&c->w->srv->verifier, token, (size_t)len,
+	jr = jwt_verify(&c->w->live->verifier, token, (size_t)len,
 	    worker_now_ms() / 1000, claims);
 	if (jr != JWT_OK) {
 		conn_http_error(c, req, 401, "unauthorized", jwt_strerror(jr),

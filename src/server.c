@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -16,7 +17,10 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "live.h"
 #include "log.h"
+#include "notify.h"
+#include "reload.h"
 #include "persist.h"
 #include "server.h"
 #include "session.h"
@@ -25,6 +29,9 @@
 #include "xmalloc.h"
 
 #define LISTEN_BACKLOG 4096
+#define NOTIFY_TICK_MS 250        /* readiness poll, liveness pings */
+#define NOTIFY_STATUS_MS 2000     /* STATUS= refresh */
+#define WORKER_STALL_MS 5000      /* a ping unanswered this long is logged */
 
 uint64_t
 server_reserved_fds(unsigned nworkers)
@@ -98,61 +105,6 @@ online_cpus(void)
 	return n > 0 ? (unsigned)n : 1;
 }
 
-/*
- * The HS256 secret: the file's content without a trailing newline, or
- * PARLEY_JWT_SECRET. Without one no token verifies; say so at start.
- */
-static int
-load_jwt_secret(struct server *srv, const struct settings *cfg)
-{
-	const char *env = getenv("PARLEY_JWT_SECRET");
-	char buf[4097];
-	size_t n = 0;
-
-	if (cfg->jwt_secret_file != NULL) {
-		FILE *f = fopen(cfg->jwt_secret_file, "r");
-
-		if (f == NULL) {
-			log_error("jwt_secret_unreadable file=%s error=\"%s\"",
-			    cfg->jwt_secret_file, strerror(errno));
-			return -1;
-		}
-		n = fread(buf, 1, sizeof(buf), f);
-		fclose(f);
-		if (n == sizeof(buf)) {
-			log_error("jwt_secret_too_long file=%s max_bytes=4096", cfg->jwt_secret_file);
-			return -1;
-		}
-		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-			n--;
-	} else if (env != NULL) {
-		n = strlen(env);
-		if (n >= sizeof(buf)) {
-			log_error("jwt_secret_too_long source=env max_bytes=4096");
-			return -1;
-		}
-		memcpy(buf, env, n);
-	}
-	if (n == 0) {
-		if (cfg->allow_anonymous)
-			log_info("jwt_secret_absent tokens=refused anonymous=allowed");
-		else
-			log_warn("jwt_secret_absent tokens=refused anonymous=refused "
-			    "hint=\"set --jwt-secret-file, PARLEY_JWT_SECRET or --allow-anonymous\"");
-	} else {
-		srv->jwt_secret = xmalloc(n);
-		memcpy(srv->jwt_secret, buf, n);
-		srv->jwt_secret_len = n;
-	}
-	OPENSSL_cleanse(buf, sizeof(buf));
-	srv->verifier.secret = srv->jwt_secret;
-	srv->verifier.secret_len = srv->jwt_secret_len;
-	srv->verifier.issuer = cfg->jwt_issuer;
-	srv->verifier.audience = cfg->jwt_audience;
-	srv->verifier.leeway_s = JWT_DEFAULT_LEEWAY;
-	return 0;
-}
-
 /* Session ids: a random prefix per process run, then worker and counter. */
 static void
 session_prefix(struct server *srv)
@@ -198,10 +150,12 @@ server_db_ready(const struct server *srv)
 }
 
 int
-server_init(struct server *srv, const struct settings *cfg)
+server_init(struct server *srv, const struct settings *cfg, int argc, char **argv)
 {
 	memset(srv, 0, sizeof(*srv));
 	srv->cfg = cfg;
+	srv->argc = argc;
+	srv->argv = argv;
 	srv->nworkers = cfg->threads ? cfg->threads : online_cpus();
 	if (raise_nofile(&srv->nofile) != 0) {
 		log_error("nofile_unknown error=\"%s\"", strerror(errno));
@@ -214,20 +168,13 @@ server_init(struct server *srv, const struct settings *cfg)
 		return -1;
 	}
 	srv->capacity = srv->nofile - server_reserved_fds(srv->nworkers);
-	srv->max_connections = srv->capacity;
-	if (cfg->max_connections != 0 && cfg->max_connections < srv->capacity)
-		srv->max_connections = cfg->max_connections;
-	else if (cfg->max_connections > srv->capacity)
-		log_warn("max_connections_capped requested=%llu capacity=%llu",
-		    (unsigned long long)cfg->max_connections,
-		    (unsigned long long)srv->capacity);
+	if ((srv->live = live_new(cfg, srv->capacity, 1)) == NULL)
+		return -1;
 	log_info("capacity nofile=%llu reserved=%llu connections=%llu max_connections=%llu",
 	    (unsigned long long)srv->nofile,
 	    (unsigned long long)server_reserved_fds(srv->nworkers),
-	    (unsigned long long)srv->capacity, (unsigned long long)srv->max_connections);
-
-	if (load_jwt_secret(srv, cfg) != 0)
-		return -1;
+	    (unsigned long long)srv->capacity,
+	    (unsigned long long)srv->live->max_connections);
 	session_prefix(srv);
 	if (cfg->db != NULL && server_persist_new(srv, cfg) != 0)
 		return -1;
@@ -259,6 +206,8 @@ begin_shutdown(struct server *srv, int sig)
 		return;
 	log_info("shutdown signal=%s connections=%d", strsignal(sig),
 	    ck_pr_load_int(&srv->nconns));
+	notify_send("STOPPING=1\nSTATUS=stopping: draining %d connections",
+	    ck_pr_load_int(&srv->nconns));
 	ck_pr_store_int(&srv->stopping, 1);
 	for (unsigned i = 0; i < srv->nworkers; i++) {
 		struct mailbox_msg *m = xcalloc(1, sizeof(*m));
@@ -276,10 +225,110 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	struct server *srv = arg;
 
 	if (sig == SIGHUP) {
-		log_info("sighup action=none reason=\"reload lands with the operations work\"");
+		log_info("sighup action=reload");
+		(void)server_reload(srv);   /* logs what it did */
 		return;
 	}
 	begin_shutdown(srv, (int)sig);
+}
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+notify_status(struct server *srv)
+{
+	notify_send("STATUS=%d connections, database %s",
+	    ck_pr_load_int(&srv->nconns),
+	    srv->persist == NULL ? "not used (in memory)" :
+	    server_db_ready(srv) ? "up" : "unavailable");
+}
+
+/*
+ * Liveness for the watchdog: a ping goes to every worker, and the next one
+ * only once all have answered (stored its number in their pong). So a
+ * worker stuck in a loop stops the keep-alives and systemd restarts the
+ * service; a worker busy for a moment only delays them. Returns 1 when the
+ * workers answered within the last max_age_ms.
+ */
+static int
+workers_alive(struct server *srv, int64_t now, int64_t max_age_ms)
+{
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		if (ck_pr_load_64(&srv->workers[i]->pong) == srv->ping_seq)
+			continue;
+		if (now - srv->ping_ms > WORKER_STALL_MS && !srv->stall_logged) {
+			log_warn("worker_stalled worker=%u waited_ms=%lld action=\"watchdog withheld\"",
+			    i, (long long)(now - srv->ping_ms));
+			srv->stall_logged = 1;
+		}
+		return now - srv->alive_ms <= max_age_ms;
+	}
+	if (srv->stall_logged)
+		log_info("worker_recovered waited_ms=%lld", (long long)(now - srv->ping_ms));
+	srv->stall_logged = 0;
+	srv->alive_ms = now;
+	srv->ping_ms = now;
+	srv->ping_seq++;
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		struct worker_ping_msg *m = xcalloc(1, sizeof(*m));
+
+		m->base.kind = WORKER_MSG_PING;
+		m->seq = srv->ping_seq;
+		worker_post(srv->workers[i], &m->base);
+	}
+	return 1;
+}
+
+/*
+ * Main thread, every NOTIFY_TICK_MS: READY=1 once the listeners are open
+ * and the database (with --db) has its schema and answers; then the
+ * watchdog keep-alive and the status line.
+ */
+static void
+notify_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	int64_t every = (int64_t)(notify_watchdog_usec() / 2000);   /* ms: half the interval */
+	int64_t now = mono_ms();
+
+	if (!srv->ready_sent) {
+		if (!server_db_ready(srv))
+			return;
+		srv->ready_sent = 1;
+		log_info("ready max_connections=%llu database=%s",
+		    (unsigned long long)srv->live->max_connections,
+		    srv->persist != NULL ? "up" : "none");
+		notify_send("READY=1\nMAINPID=%ld", (long)getpid());
+		notify_status(srv);
+		srv->status_ms = now;
+	}
+	if (workers_alive(srv, now, every) && every > 0 &&
+	    now - srv->watchdog_ms >= every) {
+		notify_send("WATCHDOG=1");
+		srv->watchdog_ms = now;
+	}
+	if (now - srv->status_ms >= NOTIFY_STATUS_MS) {
+		notify_status(srv);
+		srv->status_ms = now;
+	}
+}
+
+static int
+start_notify(struct server *srv)
+{
+	struct timeval tv = { 0, NOTIFY_TICK_MS * 1000 };
+
+	srv->notify_ev = event_new(srv->base, -1, EV_PERSIST, notify_cb, srv);
+	if (srv->notify_ev == NULL || event_add(srv->notify_ev, &tv) != 0)
+		return -1;
+	return 0;
 }
 
 int
@@ -317,9 +366,15 @@ server_run(struct server *srv)
 			break;
 		}
 	}
+	if (status == 0 && start_notify(srv) != 0) {
+		log_error("notify_timer_failed");
+		status = 1;
+		begin_shutdown(srv, SIGTERM);
+	}
 	if (status == 0) {
 		log_info("listening addr=%s:%u threads=%u", srv->cfg->listen_host,
 		    srv->cfg->listen_port, srv->nworkers);
+		notify_cb(-1, 0, srv);   /* READY=1 now, not a tick later */
 		event_base_dispatch(srv->base);
 	}
 out:
@@ -328,6 +383,9 @@ out:
 	for (int i = 0; i < 3; i++)
 		if (sev[i] != NULL)
 			event_free(sev[i]);
+	if (srv->notify_ev != NULL)
+		event_free(srv->notify_ev);
+	srv->notify_ev = NULL;
 	log_info("stopped status=%d", status);
 	return status;
 }
@@ -362,9 +420,7 @@ free_workers:
 	}
 	if (srv->base != NULL)
 		event_base_free(srv->base);
-	if (srv->jwt_secret != NULL) {
-		OPENSSL_cleanse(srv->jwt_secret, srv->jwt_secret_len);
-		free(srv->jwt_secret);
-	}
+	live_unref(srv->live);
+	notify_close();
 	memset(srv, 0, sizeof(*srv));
 }

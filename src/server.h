@@ -14,7 +14,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "jwt.h"
 
 struct persist;
 struct settings;
@@ -27,18 +26,28 @@ struct server {
 	struct worker **workers;       /* shared: workers read each other's metrics only */
 	uint64_t nofile;               /* open-files limit after raising it */
 	uint64_t capacity;             /* client connections this process can hold */
-	uint64_t max_connections;      /* effective --max-connections (<= capacity) */
+	struct live *live;             /* main thread: the newest settings snapshot
+	                                  (workers hold their own: worker.live) */
+	int argc;                      /* main thread: the command line, which */
+	char **argv;                   /* SIGHUP parses again with the file */
 
 	int nconns;                    /* shared atomic: open client connections, all workers */
+	int nconns_peak;               /* shared atomic: most nconns ever seen, raised by
+	                                  CAS at accept (metrics_raise_peak), /metrics */
 	int stopping;                  /* shared atomic: set once shutdown starts */
 	int64_t started_ms;            /* wall clock at start */
 
-	uint8_t *jwt_secret;           /* NULL: no token verifies */
-	size_t jwt_secret_len;
-	struct jwt_verifier verifier;  /* shared, read-only */
 	char session_prefix[9];        /* shared, read-only: random per run */
 
-	struct event_base *base;       /* main thread: signals only */
+	struct event_base *base;       /* main thread: signals and systemd */
+	struct event *notify_ev;       /* main thread: READY, STATUS, WATCHDOG timer */
+	int ready_sent;                /* main thread: READY=1 went to systemd */
+	uint64_t ping_seq;             /* main thread: last liveness ping posted */
+	int64_t ping_ms;               /* main thread, monotonic ms: when it went */
+	int64_t alive_ms;              /* main thread: when all workers last answered */
+	int stall_logged;              /* main thread: worker_stalled said */
+	int64_t watchdog_ms;           /* main thread: last WATCHDOG=1 */
+	int64_t status_ms;             /* main thread: last STATUS= */
 	struct persist *persist;       /* --db: the persistence thread, else NULL */
 };
 
@@ -48,10 +57,12 @@ uint64_t server_reserved_fds(unsigned nworkers);
 
 /*
  * Raise the open-files soft limit to the hard limit, derive the capacity and
- * the effective connection limit, open the listeners. Logs and returns -1 on
+ * the first settings snapshot, open the listeners. argc and argv are kept
+ * for SIGHUP, which parses them again along with the config file. Logs and returns -1 on
  * failure (nothing to clean up but server_free).
  */
-int server_init(struct server *srv, const struct settings *cfg);
+int server_init(struct server *srv, const struct settings *cfg, int argc,
+    char **argv);
 
 /* Run until SIGTERM/SIGINT, then drain and join. Returns the exit status. */
 int server_run(struct server *srv);

@@ -9,6 +9,7 @@
 #include "conn.h"
 #include "frame.h"
 #include "jwt.h"
+#include "live.h"
 #include "log.h"
 #include "metrics.h"
 #include "proto.h"
@@ -28,7 +29,7 @@ sess_worker(const struct session *s)
 static const struct settings *
 sess_cfg(const struct session *s)
 {
-	return s->c->w->srv->cfg;
+	return &s->c->w->live->cfg;
 }
 
 /* ---- replies -------------------------------------------------------------- */
@@ -49,6 +50,8 @@ send_error(struct session *s, const struct proto_req *req, const char *code,
 {
 	json_t *o = proto_reply("error", req);
 
+	/* Every error frame of a session is built here (rooms count their own). */
+	metrics_error(&sess_worker(s)->metrics, code);
 	json_object_set_new(o, "code", json_string(code));
 	json_object_set_new(o, "message", json_string(message));
 	if (retry_after_ms >= 0)
@@ -71,7 +74,7 @@ session_new(struct conn *c)
 {
 	struct session *s = xcalloc(1, sizeof(*s));
 	uint32_t now = worker_clock_ms(c->w);
-	const struct settings *cfg = c->w->srv->cfg;
+	const struct settings *cfg = &c->w->live->cfg;
 
 	s->c = c;
 	rate_init(&s->seq_bucket, (uint32_t)cfg->burst, now);
@@ -112,7 +115,7 @@ welcome(struct session *s, const char *user, const struct proto_req *req)
 	    (unsigned long long)++w->sessions);
 	json_object_set_new(o, "user", json_string(s->user));
 	json_object_set_new(o, "session", json_string(s->id));
-	json_object_set_new(o, "heartbeat", json_integer((json_int_t)cfg->heartbeat));
+	json_object_set_new(o, "heartbeat", json_integer((json_int_t)s->c->heartbeat_s));
 	json_object_set_new(o, "max_body", json_integer((json_int_t)cfg->max_body));
 	json_object_set_new(o, "server", json_string("parleyd/" PACKAGE_VERSION));
 	send_json(s, o, FRAME_WELCOME);
@@ -128,13 +131,12 @@ session_start(struct session *s, const char *user)
 static void
 hello(struct session *s, struct proto_req *req)
 {
-	struct server *srv = sess_worker(s)->srv;
 	struct jwt_claims claims;
 	enum jwt_result jr;
 
 	if (req->token != NULL) {
 		/* When both come, the token decides. */
-		jr = jwt_verify(&srv->verifier, req->token, strlen(req->token),
+		jr = jwt_verify(&sess_worker(s)->live->verifier, req->token, strlen(req->token),
 		    worker_now_ms() / 1000, &claims);
 		if (jr != JWT_OK) {
 			log_debug("hello_refused fd=%d reason=\"%s\"", s->c->fd, jwt_strerror(jr));

@@ -3,8 +3,8 @@
  * defaults and validation, all from one table of options.
  *
  * Owner: the main thread fills a struct settings before any other thread
- * starts; afterwards workers only read it (it is never written again while
- * they run), so no synchronisation is needed.
+ * starts; afterwards nobody writes it. SIGHUP makes a new one on the main
+ * thread (see reload.h) rather than change the one workers read.
  *
  * The config file holds "key = value" lines with the long option names as
  * keys, '#' comments, and true/false for switches; values given on the
@@ -43,6 +43,8 @@ struct settings {
 	uint64_t backlog;
 	char *config_file;
 	int log_level;              /* enum log_level */
+	char *log_file;             /* NULL: standard error */
+	int check_config;           /* --check-config: print the settings, exit */
 
 	uint64_t set_on_cmdline;    /* bit i: option i came from argv (file must not override) */
 	uint64_t set_explicitly;    /* bit i: option i came from argv or the file */
@@ -82,5 +84,26 @@ enum settings_result settings_validate(struct settings *cfg, char *err,
     size_t errsz);
 
 void settings_usage(FILE *out);
+
+/*
+ * Print the effective settings as a config file parleyd would accept, each
+ * key with a comment saying whether SIGHUP applies it (--check-config).
+ */
+void settings_print(const struct settings *cfg, FILE *out);
+
+/*
+ * Call fn for every setting whose value differs between a and b, with
+ * live = 1 when SIGHUP applies it and 0 when it needs a restart.
+ * Returns how many differ.
+ */
+unsigned settings_diff(const struct settings *a, const struct settings *b,
+    void (*fn)(const char *name, const char *old_value, const char *new_value,
+    int live, void *arg), void *arg);
+
+/* A deep copy (strings duplicated), for a reload to compare against. */
+void settings_copy(struct settings *dst, const struct settings *src);
+
+/* Copy into dst the values of the settings SIGHUP applies, from src. */
+void settings_apply_live(struct settings *dst, const struct settings *src);
 
 #endif

@@ -14,6 +14,7 @@
 #include <ck_pr.h>
 
 #include "conn.h"
+#include "live.h"
 #include "log.h"
 #include "persist.h"
 #include "reader.h"
@@ -135,9 +136,12 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 			return;
 		}
 		/* One shared counter, touched per accept and close only. */
-		refused = ck_pr_faa_int(&srv->nconns, 1) >= (int)srv->max_connections;
+		refused = ck_pr_faa_int(&srv->nconns, 1) >= (int)w->live->max_connections;
 		if (refused)
 			ck_pr_dec_int(&srv->nconns);
+		else
+			metrics_raise_peak(&srv->nconns_peak,
+			    ck_pr_load_int(&srv->nconns));
 		METRIC_INC(&w->metrics, connections_accepted);
 		if (refused)
 			METRIC_INC(&w->metrics, connections_refused);
@@ -210,6 +214,25 @@ worker_begin_shutdown(struct worker *w)
 	worker_maybe_exit(w);
 }
 
+/* New settings from SIGHUP: from the next event on, everything reads them. */
+static void
+worker_reload(struct worker *w, struct worker_reload_msg *m)
+{
+	live_unref(w->live);
+	w->live = m->live;
+	free(m);
+	rooms_apply_live(w);
+}
+
+/* A message dropped unread at teardown: give back what it holds. */
+static void
+worker_drop_msg(struct mailbox_msg *m)
+{
+	if (m->kind == WORKER_MSG_RELOAD)
+		live_unref(((struct worker_reload_msg *)m)->live);
+	free(m);
+}
+
 static void
 mailbox_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -219,12 +242,21 @@ mailbox_cb(evutil_socket_t fd, short what, void *arg)
 
 	/* Clear first: a push racing with the takes below writes it again. */
 	mailbox_clear_wakeup(&w->mb);
+	(void)mailbox_pending(&w->mb);   /* takes in what was pushed: the depth */
+	METRIC_SET(&w->metrics, mailbox_depth, w->mb.queued);
 	while (n < MAILBOX_BUDGET && (m = mailbox_take(&w->mb)) != NULL) {
 		n++;
 		switch (m->kind) {
 		case WORKER_MSG_SHUTDOWN:
 			free(m);
 			worker_begin_shutdown(w);
+			break;
+		case WORKER_MSG_RELOAD:
+			worker_reload(w, (struct worker_reload_msg *)m);
+			break;
+		case WORKER_MSG_PING:
+			ck_pr_store_64(&w->pong, ((struct worker_ping_msg *)m)->seq);
+			free(m);
 			break;
 		default:
 			if (rooms_handle(w, m))
@@ -322,6 +354,8 @@ worker_new(struct server *srv, unsigned id, int listen_fd)
 	memset(w, 0, sizeof(*w));
 	w->id = id;
 	w->srv = srv;
+	live_ref(srv->live);
+	w->live = srv->live;
 	w->listen_fd = listen_fd;
 	w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	w->rbuf_size = READ_SCRATCH;
@@ -385,7 +419,7 @@ worker_free(struct worker *w)
 	rooms_free(w);
 	if (w->mb.efd >= 0)
 		while ((m = mailbox_take(&w->mb)) != NULL)
-			free(m);
+			worker_drop_msg(m);
 	if (w->listen_ev != NULL)
 		worker_close_listener(w);
 	else if (w->listen_fd >= 0)
@@ -396,6 +430,8 @@ worker_free(struct worker *w)
 	if (w->tick_ev) event_free(w->tick_ev);
 	if (w->stop_ev) event_free(w->stop_ev);
 	mailbox_destroy(&w->mb);
+	live_unref(w->live);
+	w->live = NULL;
 	if (w->base)
 		event_base_free(w->base);
 	if (w->reserve_fd >= 0)

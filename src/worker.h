@@ -4,6 +4,7 @@
  *
  * Owner: everything in struct worker belongs to its thread, except
  *   - mb, which any thread may push to (worker_post);
+ *   - pong, which the main thread reads;
  *   - metrics, which other threads read (never write) for /metrics.
  * Functions here are called on the worker's own thread unless noted.
  */
@@ -25,6 +26,7 @@ struct room_msg;
 struct event;
 struct event_base;
 struct db_reader;
+struct live;
 
 /* Messages a worker accepts in its mailbox. */
 enum worker_msg_kind {
@@ -32,7 +34,21 @@ enum worker_msg_kind {
 	WORKER_MSG_ROOM_RUN,      /* a room homed here has mail (struct room.run_msg) */
 	WORKER_MSG_ROOM_OPEN,     /* a struct room_msg JOIN for a room homed here, by name */
 	WORKER_MSG_COMMITTED,     /* struct persist_committed for a room homed here */
+	WORKER_MSG_RELOAD,        /* struct worker_reload_msg: new settings (SIGHUP) */
+	WORKER_MSG_PING,          /* struct worker_ping_msg: the watchdog's liveness check */
 	/* ROOM_OUT_DELIVER, ROOM_OUT_MEMBER (room.h): what rooms send members */
+};
+
+/* The snapshot to use from now on; the worker takes over the reference. */
+struct worker_reload_msg {
+	struct mailbox_msg base;
+	struct live *live;
+};
+
+/* Answered by storing seq in worker.pong. */
+struct worker_ping_msg {
+	struct mailbox_msg base;
+	uint64_t seq;
 };
 
 #define ROOM_BUDGET 256           /* messages a room handles per run */
@@ -52,6 +68,11 @@ struct worker {
 
 	unsigned id;
 	struct server *srv;
+	struct live *live;             /* the settings SIGHUP may change (live.h):
+	                                  this worker's reference, swapped by
+	                                  WORKER_MSG_RELOAD between events */
+	uint64_t pong;                 /* shared atomic: last ping answered (the
+	                                  main thread reads it for the watchdog) */
 	pthread_t thread;
 	int started;
 	struct event_base *base;
