@@ -84,7 +84,7 @@ live_new(const struct settings *cfg, uint64_t capacity, int announce)
 	l->max_connections = capacity;
 	if (cfg->max_connections != 0 && cfg->max_connections < capacity)
 		l->max_connections = cfg->max_connections;
-	else if (cfg->max_connections > capacity && announce)
+	else if (cfg->max_connections > capacity)
 		log_warn("max_connections_capped requested=%llu capacity=%llu",
 		    (unsigned long long)cfg->max_connections,
 		    (unsigned long long)capacity);
@@ -109,9 +109,13 @@ live_unref(struct live *l)
 
 	if (l == NULL)
 		return;
+	/* Our reads of the snapshot happen before our decrement is seen... */
+	ck_pr_fence_release();
 	ck_pr_dec_uint_zero(&l->refs, &zero);
 	if (!zero)
 		return;
+	/* ...and the last holder frees only after seeing every decrement. */
+	ck_pr_fence_acquire();
 	if (l->jwt_secret != NULL) {
 		OPENSSL_cleanse(l->jwt_secret, l->jwt_secret_len);
 		free(l->jwt_secret);

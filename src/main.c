@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,8 @@ main(int argc, char **argv)
 	char err[512];
 	int status;
 
+	/* A reload before the signal loop runs must not kill us (the default). */
+	signal(SIGHUP, SIG_IGN);
 	settings_init(&cfg);
 	switch (settings_parse(&cfg, argc, argv, err, sizeof(err))) {
 	case SETTINGS_OK:

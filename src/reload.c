@@ -17,20 +17,29 @@ struct reload_count {
 	unsigned applied, restart;
 };
 
+/* Keys that take their new value (the file's, or a default following it). */
 static void
-log_change(const char *name, const char *running, const char *wanted, int live,
+log_applied(const char *name, const char *running, const char *wanted, int live,
     void *arg)
 {
 	struct reload_count *n = arg;
 
-	if (live) {
-		log_info("reload_applied key=%s old=\"%s\" new=\"%s\"", name, running, wanted);
-		n->applied++;
-	} else {
-		log_warn("reload_needs_restart key=%s running=\"%s\" file=\"%s\"",
-		    name, running, wanted);
-		n->restart++;
-	}
+	log_info("reload_applied key=%s old=\"%s\" new=\"%s\"", name, running, wanted);
+	n->applied++;
+}
+
+/* Keys the file changes that keep their running value until a restart. */
+static void
+log_restart(const char *name, const char *running, const char *wanted, int live,
+    void *arg)
+{
+	struct reload_count *n = arg;
+
+	if (live)
+		return;   /* said by log_applied */
+	log_warn("reload_needs_restart key=%s running=\"%s\" file=\"%s\"",
+	    name, running, wanted);
+	n->restart++;
 }
 
 /* Hand every worker its reference to the new snapshot. */
@@ -105,8 +114,10 @@ server_reload(struct server *srv)
 	struct live *l;
 	int rc = -1;
 
-	notify_send("RELOADING=1\nMONOTONIC_USEC=%llu",
-	    (unsigned long long)monotonic_usec());
+	/* Before READY=1, a reload must not tell systemd the start is over. */
+	if (srv->ready_sent)
+		notify_send("RELOADING=1\nMONOTONIC_USEC=%llu",
+		    (unsigned long long)monotonic_usec());
 	if (srv->cfg->config_file == NULL)
 		log_info("reload config=none action=\"reopen the log file, read the JWT secret again\"");
 	if (parse_again(srv, &fresh) != 0)
@@ -126,8 +137,11 @@ server_reload(struct server *srv)
 		settings_free(&fresh);
 		goto done;
 	}
-	/* Only now, when it will happen, say what changes. */
-	settings_diff(&srv->live->cfg, &fresh, log_change, &n);
+	/* Only now, when it will happen, say what changes: the new snapshot
+	 * against the running one (live keys only differ), and the file's
+	 * restart-only keys against their running values. */
+	settings_diff(&srv->live->cfg, &l->cfg, log_applied, &n);
+	settings_diff(&srv->live->cfg, &fresh, log_restart, &n);
 	settings_free(&fresh);
 	/* On failure log_reopen logs it and the old file stays: the rest applies. */
 	(void)log_reopen(l->cfg.log_file);
@@ -140,6 +154,7 @@ server_reload(struct server *srv)
 done:
 	if (rc != 0)   /* logrotate moved the file all the same */
 		(void)log_reopen(srv->live->cfg.log_file);
-	notify_send("READY=1");
+	if (srv->ready_sent)
+		notify_send("READY=1");
 	return rc;
 }

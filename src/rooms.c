@@ -405,7 +405,7 @@ worker_quiesce(struct worker **workers, unsigned n)
 			while ((m = mailbox_take(&w->mb)) != NULL) {
 				progress = 1;
 				if (!rooms_handle(w, m))
-					free(m);
+					worker_drop_msg(m);   /* RELOAD holds a reference */
 			}
 			progress |= quiesce_room(w);
 		}

@@ -82,6 +82,7 @@ session_new(struct conn *c)
 	rate_init(&s->read_bucket, (uint32_t)cfg->signal_burst, now);
 	rate_init(&s->join_bucket, SESSION_JOIN_BURST, now);
 	s->started_ms = now;
+	s->max_body = (uint32_t)cfg->max_body;
 	return s;
 }
 
@@ -106,7 +107,6 @@ static void
 welcome(struct session *s, const char *user, const struct proto_req *req)
 {
 	struct worker *w = sess_worker(s);
-	const struct settings *cfg = sess_cfg(s);
 	json_t *o = proto_reply("welcome", req);
 
 	s->authed = 1;
@@ -116,7 +116,7 @@ welcome(struct session *s, const char *user, const struct proto_req *req)
 	json_object_set_new(o, "user", json_string(s->user));
 	json_object_set_new(o, "session", json_string(s->id));
 	json_object_set_new(o, "heartbeat", json_integer((json_int_t)s->c->heartbeat_s));
-	json_object_set_new(o, "max_body", json_integer((json_int_t)cfg->max_body));
+	json_object_set_new(o, "max_body", json_integer((json_int_t)s->max_body));
 	json_object_set_new(o, "server", json_string("parleyd/" PACKAGE_VERSION));
 	send_json(s, o, FRAME_WELCOME);
 	log_debug("session_start fd=%d user=%s session=%s", s->c->fd, s->user, s->id);
@@ -552,7 +552,7 @@ session_on_text(struct session *s, const uint8_t *data, size_t len)
 	enum proto_status st;
 
 	msg->local_retry_ms = -1;
-	st = proto_decode((const char *)data, len, sess_cfg(s)->max_body, &msg->req, &why);
+	st = proto_decode((const char *)data, len, s->max_body, &msg->req, &why);
 	METRIC_INC(&w->metrics, requests[msg->req.type]);
 	if (!s->authed) {
 		if (st == PROTO_OK && msg->req.type == PROTO_HELLO)

@@ -41,6 +41,8 @@ struct session {
 	struct conn *c;
 	uint8_t authed;
 	uint32_t started_ms;           /* worker clock at the upgrade */
+	uint32_t max_body;             /* --max-body at the upgrade, told in welcome:
+	                                  a SIGHUP changes new connections only */
 	char user[NAMES_USER_MAX + 1];
 	char id[32];                   /* the welcome's session */
 	struct member *rooms;          /* memberships joined or pending */

@@ -542,33 +542,39 @@ put(struct shown *sh, const char *s, size_t n)
 	sh->buf[sh->o] = '\0';
 }
 
-/* Where a keyword's value ends: after its closing quote, or at blank space. */
+/*
+ * Where a keyword's value ends, as libpq reads it: after its closing quote,
+ * or at white space; a backslash escapes the next character in both.
+ */
 static const char *
 value_end(const char *p)
 {
-	if (*p != '\'')
-		return p + strcspn(p, " \t");
-	for (p++; *p != '\0' && *p != '\''; p++)
+	int quoted = *p == '\'';
+
+	for (p += quoted; *p != '\0'; p++) {
 		if (*p == '\\' && p[1] != '\0')
 			p++;
-	return *p == '\'' ? p + 1 : p;
+		else if (quoted ? *p == '\'' : isspace((unsigned char)*p) != 0)
+			break;
+	}
+	return quoted && *p == '\'' ? p + 1 : p;
 }
 
 static void
 redact_keywords(const char *p, struct shown *sh)
 {
 	while (*p != '\0') {
-		size_t blank = strspn(p, " \t"), klen;
+		size_t blank = strspn(p, " \t\n\r\f\v"), klen;
 		const char *key = p + blank, *eq, *val, *end;
 
-		klen = strcspn(key, "= \t");
-		eq = key + klen + strspn(key + klen, " \t");
+		klen = strcspn(key, "= \t\n\r\f\v");
+		eq = key + klen + strspn(key + klen, " \t\n\r\f\v");
 		if (*eq != '=') {   /* not keyword = value: as it was */
 			put(sh, p, (size_t)(eq - p) + (*eq != '\0'));
 			p = eq + (*eq != '\0');
 			continue;
 		}
-		val = eq + 1 + strspn(eq + 1, " \t");
+		val = eq + 1 + strspn(eq + 1, " \t\n\r\f\v");
 		end = value_end(val);
 		put(sh, p, (size_t)(val - p));
 		if (klen == 8 && strncmp(key, "password", 8) == 0)
@@ -692,6 +698,26 @@ settings_diff(const struct settings *a, const struct settings *b,
 	return n;
 }
 
+static int explicit(const struct settings *cfg, const char *name);
+
+/*
+ * The defaults of max-body and out-limit follow max-frame (settings_validate):
+ * on a reload they follow the running max-frame, dst's, not the file's,
+ * which waits for a restart.
+ */
+static void
+follow_max_frame(struct settings *dst, const struct settings *src)
+{
+	struct settings def;
+
+	settings_init(&def);
+	if (!explicit(src, "max-body"))
+		dst->max_body = def.max_body < dst->max_frame ? def.max_body : dst->max_frame;
+	if (!explicit(src, "out-limit"))
+		dst->out_limit = def.out_limit > dst->max_frame ? def.out_limit : dst->max_frame;
+	settings_free(&def);
+}
+
 void
 settings_apply_live(struct settings *dst, const struct settings *src)
 {
@@ -720,6 +746,7 @@ settings_apply_live(struct settings *dst, const struct settings *src)
 			break;   /* no live setting has another type */
 		}
 	}
+	follow_max_frame(dst, src);
 }
 
 void

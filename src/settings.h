@@ -103,7 +103,11 @@ unsigned settings_diff(const struct settings *a, const struct settings *b,
 /* A deep copy (strings duplicated), for a reload to compare against. */
 void settings_copy(struct settings *dst, const struct settings *src);
 
-/* Copy into dst the values of the settings SIGHUP applies, from src. */
+/*
+ * Copy into dst the values of the settings SIGHUP applies, from src. The
+ * defaults of max-body and out-limit that src did not set follow dst's
+ * max-frame (the running one), not src's.
+ */
 void settings_apply_live(struct settings *dst, const struct settings *src);
 
 #endif

@@ -224,8 +224,7 @@ worker_reload(struct worker *w, struct worker_reload_msg *m)
 	rooms_apply_live(w);
 }
 
-/* A message dropped unread at teardown: give back what it holds. */
-static void
+void
 worker_drop_msg(struct mailbox_msg *m)
 {
 	if (m->kind == WORKER_MSG_RELOAD)

@@ -124,6 +124,9 @@ void worker_close_conns(struct worker *w);
  * metrics): free everything it owns. */
 void worker_free(struct worker *w);
 
+/* A worker message dropped unread (teardown): free it and what it holds. */
+void worker_drop_msg(struct mailbox_msg *m);
+
 /* Any thread: hand the worker a message (ownership passes to the worker). */
 void worker_post(struct worker *w, struct mailbox_msg *msg);
 

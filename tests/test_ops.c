@@ -965,7 +965,12 @@ test_notify_db(void)
 	    "user=parley connect_timeout=1", port);
 	REQUIRE(start_env(args, env, "400000", NULL) == 0);
 	CU_ASSERT_EQUAL(get_status(srv.port, "/readyz"), 503);
-	notes_pump(&nt, wsc_now_ms() + 1500);
+	notes_pump(&nt, wsc_now_ms() + 1000);
+	/* A reload before READY=1 must not tell systemd the start is over. */
+	REQUIRE(kill(srv.pid, SIGHUP) == 0);
+	notes_pump(&nt, wsc_now_ms() + 500);
+	CU_ASSERT_EQUAL(file_count(srv.log, "reload_done"), 1);
+	CU_ASSERT_EQUAL(notes_count(&nt, 0, "RELOADING", NULL), 0);
 	CU_ASSERT_EQUAL(notes_count(&nt, 0, "READY", NULL), 0);
 	CU_ASSERT_EQUAL(notes_count(&nt, 0, "MAINPID", NULL), 0);
 	CU_ASSERT_EQUAL(file_count(srv.log, " ready "), 0);
@@ -1134,6 +1139,61 @@ out:
 	wsc_close(&c);
 	if (CU_get_number_of_failures() > 0)
 		server_dump_log(&srv, "reload");
+	test_end();
+}
+
+/*
+ * The command line still wins on reload, and the defaults that follow
+ * max-frame follow the running one: a max-frame change waits for a restart,
+ * and so do the max-body and out-limit it would move.
+ */
+static void
+test_reload_precedence(void)
+{
+	char conf[PATH_MAX];
+	const char *args[] = { "-c", conf, "--rate", "1", "--burst", "1", NULL };
+	int acked, limited, other, st;
+	struct wsc c;
+
+	memset(&c, 0, sizeof(c));
+	c.fd = -1;
+	test_begin();
+	REQUIRE(tmp_file(conf, sizeof(conf), "conf") == 0);
+	REQUIRE(write_file(conf, "rate = 0\nmax-frame = 1024\n") == 0);
+	REQUIRE(server_start(&srv, args) == 0);
+	REQUIRE(ws_enter(&c, srv.port, "pr", "ops-prec") == 0);
+	REQUIRE(send_burst(&c, "ops-prec", 3, &acked, &limited, &other) == 0);
+	CU_ASSERT(limited >= 1);   /* --rate 1 beat the file's rate = 0 */
+
+	/* max-frame gone from the file: it stays 1024 until a restart, and
+	 * max-body (unset) stays at most 1024 with it; room-idle applies. */
+	REQUIRE(write_file(conf, "rate = 0\nroom-idle = 5\n") == 0);
+	REQUIRE(hup_wait("reload_done", 1) == 1);
+	CU_ASSERT_EQUAL(file_count(srv.log, "reload_failed"), 0);
+	CU_ASSERT_EQUAL(file_count(srv.log,
+	    "reload_applied key=room-idle old=\"60\" new=\"5\""), 1);
+	CU_ASSERT_EQUAL(file_count(srv.log,
+	    "reload_needs_restart key=max-frame running=\"1024\" file=\"65536\""), 1);
+	CU_ASSERT_EQUAL(file_count(srv.log, "reload_applied key=rate"), 0);
+	CU_ASSERT_EQUAL(file_count(srv.log, "reload_applied key=max-body"), 0);
+	CU_ASSERT_EQUAL(file_count(srv.log, "reload_applied key=out-limit"), 0);
+	CU_ASSERT_EQUAL(file_count(srv.log, "reload_done applied=1 needs_restart=1"), 1);
+	wsc_sleep_ms(1100);   /* a fresh token in the bucket */
+	REQUIRE(send_burst(&c, "ops-prec", 3, &acked, &limited, &other) == 0);
+	CU_ASSERT(limited >= 1);   /* still --rate 1 */
+
+	/* A max-body above the running max-frame: refused as a whole. */
+	REQUIRE(write_file(conf, "max-frame = 4096\nmax-body = 3000\nroom-idle = 7\n") == 0);
+	CU_ASSERT_EQUAL(hup_wait("reload_failed", 1), 1);
+	CU_ASSERT_EQUAL(file_count(srv.log, "exceeds the running max-frame 1024"), 1);
+	CU_ASSERT_EQUAL(file_count(srv.log, "reload_applied key=room-idle"), 1);
+
+	st = server_stop(&srv, SIGTERM, 5000);
+	CU_ASSERT_EQUAL(st, 0);
+out:
+	wsc_close(&c);
+	if (CU_get_number_of_failures() > 0)
+		server_dump_log(&srv, "reload precedence");
 	test_end();
 }
 
@@ -1571,6 +1631,8 @@ static const struct test_def reload_tests[] = {
 	{ "SIGHUP applies rate and max-connections, not threads; bad file kept",
 	  test_reload_live },
 	{ "SIGHUP rereads the JWT secret file", test_reload_jwt },
+	{ "SIGHUP: the command line wins; max-frame's defaults wait with it",
+	    test_reload_precedence },
 	{ NULL, NULL }
 };
 
