@@ -20,8 +20,8 @@
 #include "live.h"
 #include "log.h"
 #include "notify.h"
-#include "reload.h"
 #include "persist.h"
+#include "reload.h"
 #include "server.h"
 #include "session.h"
 #include "settings.h"
@@ -288,8 +288,9 @@ workers_alive(struct server *srv, int64_t now, int64_t max_age_ms)
 
 /*
  * Main thread, every NOTIFY_TICK_MS: READY=1 once the listeners are open
- * and the database (with --db) has its schema and answers; then the
- * watchdog keep-alive and the status line.
+ * and the database (with --db) has its schema and answers; the watchdog
+ * keep-alive and the status line from the start, so "systemctl status"
+ * shows a start waiting for the database as such.
  */
 static void
 notify_cb(evutil_socket_t fd, short what, void *arg)
@@ -298,9 +299,7 @@ notify_cb(evutil_socket_t fd, short what, void *arg)
 	int64_t every = (int64_t)(notify_watchdog_usec() / 2000);   /* ms: half the interval */
 	int64_t now = mono_ms();
 
-	if (!srv->ready_sent) {
-		if (!server_db_ready(srv))
-			return;
+	if (!srv->ready_sent && server_db_ready(srv)) {
 		srv->ready_sent = 1;
 		log_info("ready max_connections=%llu database=%s",
 		    (unsigned long long)srv->live->max_connections,

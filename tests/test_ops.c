@@ -974,6 +974,10 @@ test_notify_db(void)
 	CU_ASSERT_EQUAL(notes_count(&nt, 0, "READY", NULL), 0);
 	CU_ASSERT_EQUAL(notes_count(&nt, 0, "MAINPID", NULL), 0);
 	CU_ASSERT_EQUAL(file_count(srv.log, " ready "), 0);
+	/* Meanwhile "systemctl status" says what the start waits for. */
+	i = notes_wait(&nt, 0, "STATUS", NULL, T_IO);
+	CU_ASSERT(i >= 0 && note_get(nt.msg[i], "STATUS", v, sizeof(v)) &&
+	    strstr(v, "database unavailable") != NULL);
 	CU_ASSERT_EQUAL(get_status(srv.port, "/healthz"), 200);
 	stop_notified();
 	check_no_report(srv.log);
