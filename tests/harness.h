@@ -102,6 +102,31 @@ int jstreq(const json_t *o, const char *k, const char *v);
 /* An integer field, or -1 when absent or not an integer. */
 long long jint(const json_t *o, const char *k);
 
+/* ---- running programs, the private PostgreSQL ---- */
+
+/*
+ * Run argv (execvp) with stdout into *out and, when err is not NULL, stderr
+ * into *err (both malloc'd, NUL-terminated, never NULL on return >= 0; out
+ * may be NULL to drop stdout); with err NULL stderr passes through. Reads
+ * until the child exits (not until EOF: a daemon it starts may hold the
+ * pipe). Returns the exit status (128 + signal when killed), or -1 on
+ * timeout (its process group is killed) or when it could not be run.
+ */
+int harness_exec(const char *const argv[], char **out, char **err, int timeout_ms);
+
+/*
+ * tests/pg-private.sh, from $PARLEY_SRCDIR, PARLEY_TOP_SRCDIR (when the
+ * program defines it), ../tests or tests. 0 with its path, or -1 (said).
+ */
+int harness_pg_script(char *path, size_t len);
+
+/*
+ * pg-private.sh VERB DIR (start prints the conninfo, stop, pause, resume),
+ * its stdout into *out when out is not NULL; at most 60 s. Its exit status,
+ * a failure said on stderr.
+ */
+int harness_pg(const char *script, const char *verb, const char *dir, char **out);
+
 /* ---- the CUnit main of integration test programs ---- */
 
 /* A table of tests, ended by { NULL, NULL }. */

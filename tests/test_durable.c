@@ -82,109 +82,10 @@ static int64_t test_t0;         /* when the current test began, or 0 */
 
 /* ---- running programs: pg-private.sh, psql ------------------------------ */
 
-/*
- * Run argv (execvp), its stdout into *out (malloc'd, NUL-terminated, may be
- * NULL), stderr passed through. Returns the exit status, or -1 on timeout
- * (the child's process group is killed) or failure to run it.
- */
-static int
-run_capture(const char *const argv[], char **out, int timeout_ms)
-{
-	int64_t deadline = wsc_now_ms() + timeout_ms;
-	int p[2], wstatus = 0, done = 0;
-	size_t len = 0, cap = 4096;
-	char *buf = malloc(cap);
-	pid_t pid, r;
-	ssize_t n;
-
-	if (out != NULL)
-		*out = NULL;
-	if (buf == NULL || pipe2(p, O_CLOEXEC) < 0) {
-		free(buf);
-		return -1;
-	}
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		close(p[0]);
-		close(p[1]);
-		free(buf);
-		return -1;
-	}
-	if (pid == 0) {
-		setpgid(0, 0);
-		dup2(p[1], 1);
-		signal(SIGPIPE, SIG_DFL);
-		execvp(argv[0], (char *const *)argv);
-		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	close(p[1]);
-	fcntl(p[0], F_SETFL, O_NONBLOCK);
-	/*
-	 * Read until the child exits (not until EOF: a daemon it starts may
-	 * hold the pipe), then what is left.
-	 */
-	for (;;) {
-		if (cap - len < 4096) {
-			char *nb = realloc(buf, cap * 2);
-
-			if (nb == NULL)
-				break;
-			buf = nb;
-			cap *= 2;
-		}
-		n = read(p[0], buf + len, cap - len - 1);
-		if (n > 0) {
-			len += (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (done)
-			break;   /* EOF or nothing more after the exit */
-		r = waitpid(pid, &wstatus, WNOHANG);
-		if (r == pid) {
-			done = 1;
-			continue;
-		}
-		if (wsc_now_ms() >= deadline) {
-			fprintf(stderr, "[durable] %s did not finish in %d ms: "
-			    "killed\n", argv[0], timeout_ms);
-			kill(-pid, SIGKILL);
-			kill(pid, SIGKILL);
-			while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
-				;
-			close(p[0]);
-			free(buf);
-			return -1;
-		}
-		if (n == 0)
-			wsc_sleep_ms(10);
-		else
-			(void)wsc_wait_fd(p[0], POLLIN, wsc_now_ms() + 20);
-	}
-	close(p[0]);
-	buf[len] = '\0';
-	if (out != NULL)
-		*out = buf;
-	else
-		free(buf);
-	if (WIFEXITED(wstatus))
-		return WEXITSTATUS(wstatus);
-	return -1;
-}
-
 static int
 pg_private(const char *verb, char **out)
 {
-	const char *argv[] = { pg_script, verb, pg_dir, NULL };
-	int st = run_capture(argv, out, 60000);
-
-	if (st != 0)
-		fprintf(stderr, "[durable] %s %s %s: status %d\n", pg_script, verb,
-		    pg_dir, st);
-	return st;
+	return harness_pg(pg_script, verb, pg_dir, out);
 }
 
 /* pg-private.sh pause or resume ("paused"/"resumed" in the log). 0, or -1. */
@@ -252,7 +153,7 @@ psql_v(const char *db, char **out, const char *const sqls[])
 		argv[argc++] = sqls[i];
 	}
 	argv[argc] = NULL;
-	st = run_capture(argv, out, 30000);
+	st = harness_exec(argv, out, NULL, 30000);
 	if (st != 0) {
 		fprintf(stderr, "[durable] psql on %s failed (status %d): %s\n",
 		    db, st, sqls[0]);
@@ -756,38 +657,12 @@ wait_any(struct dcl *cs, int n, int timeout_ms)
 /* ---- the suite ----------------------------------------------------------- */
 
 static int
-find_script(void)
-{
-	const char *env = getenv("PARLEY_SRCDIR");
-	char cand[4][PATH_MAX / 2];
-	int n = 0;
-
-	if (env != NULL && *env != '\0')
-		snprintf(cand[n++], sizeof(cand[0]), "%s/tests/pg-private.sh", env);
-#ifdef PARLEY_TOP_SRCDIR
-	snprintf(cand[n++], sizeof(cand[0]), "%s/tests/pg-private.sh",
-	    PARLEY_TOP_SRCDIR);
-#endif
-	snprintf(cand[n++], sizeof(cand[0]), "../tests/pg-private.sh");
-	snprintf(cand[n++], sizeof(cand[0]), "tests/pg-private.sh");
-	for (int i = 0; i < n; i++)
-		if (access(cand[i], X_OK) == 0) {
-			if (realpath(cand[i], pg_script) == NULL)
-				memcpy(pg_script, cand[i], strlen(cand[i]) + 1);
-			return 0;
-		}
-	fprintf(stderr, "test_durable: FAIL: tests/pg-private.sh not found "
-	    "(set PARLEY_SRCDIR to the source tree)\n");
-	return -1;
-}
-
-static int
 suite_init(void)
 {
 	char *out = NULL, *p;
 	int fd;
 
-	if (find_script() != 0)
+	if (harness_pg_script(pg_script, sizeof(pg_script)) != 0)
 		return -1;
 	/* A name for the cluster's directory; the script creates it. */
 	snprintf(pg_dir, sizeof(pg_dir), "/tmp/parley-test-pg.XXXXXX");

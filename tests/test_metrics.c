@@ -1029,120 +1029,10 @@ static char pg_dir[64];         /* the private cluster, directly under /tmp */
 static char pg_script[PATH_MAX];
 static char pg_conninfo[256];
 
-/*
- * Run argv, its stdout into *out (malloc'd, may be NULL). The exit status,
- * or -1 on timeout (its process group killed) or failure to run.
- */
-static int
-run_capture(const char *const argv[], char **out, int timeout_ms)
-{
-	int64_t deadline = wsc_now_ms() + timeout_ms;
-	size_t len = 0, cap = 4096;
-	char *buf = malloc(cap);
-	int p[2], wstatus = 0, done = 0;
-	pid_t pid;
-
-	if (out != NULL)
-		*out = NULL;
-	if (buf == NULL || pipe2(p, O_CLOEXEC) < 0) {
-		free(buf);
-		return -1;
-	}
-	fflush(NULL);
-	if ((pid = fork()) < 0) {
-		close(p[0]);
-		close(p[1]);
-		free(buf);
-		return -1;
-	}
-	if (pid == 0) {
-		setpgid(0, 0);
-		dup2(p[1], 1);
-		signal(SIGPIPE, SIG_DFL);
-		execvp(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	close(p[1]);
-	fcntl(p[0], F_SETFL, O_NONBLOCK);
-	/* Until the child exits, not until EOF: the server it starts holds the pipe. */
-	for (;;) {
-		ssize_t n;
-
-		if (cap - len < 1024) {
-			char *nb = realloc(buf, cap * 2);
-
-			if (nb == NULL)
-				break;
-			buf = nb;
-			cap *= 2;
-		}
-		n = read(p[0], buf + len, cap - len - 1);
-		if (n > 0) {
-			len += (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (done)
-			break;
-		if (waitpid(pid, &wstatus, WNOHANG) == pid) {
-			done = 1;
-			continue;
-		}
-		if (wsc_now_ms() >= deadline) {
-			kill(-pid, SIGKILL);
-			kill(pid, SIGKILL);
-			while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
-				;
-			close(p[0]);
-			free(buf);
-			return -1;
-		}
-		(void)wsc_wait_fd(p[0], POLLIN, wsc_now_ms() + 20);
-	}
-	close(p[0]);
-	buf[len] = '\0';
-	if (out != NULL)
-		*out = buf;
-	else
-		free(buf);
-	return WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
-}
-
 static int
 pg_private(const char *verb, char **out)
 {
-	const char *argv[] = { pg_script, verb, pg_dir, NULL };
-	int st = run_capture(argv, out, 60000);
-
-	if (st != 0)
-		fprintf(stderr, "[metrics] %s %s %s: status %d\n", pg_script, verb, pg_dir, st);
-	return st;
-}
-
-static int
-find_script(void)
-{
-	const char *env = getenv("PARLEY_SRCDIR");
-	char cand[4][PATH_MAX / 2];
-	int n = 0;
-
-	if (env != NULL && *env != '\0')
-		snprintf(cand[n++], sizeof(cand[0]), "%s/tests/pg-private.sh", env);
-#ifdef PARLEY_TOP_SRCDIR
-	snprintf(cand[n++], sizeof(cand[0]), "%s/tests/pg-private.sh", PARLEY_TOP_SRCDIR);
-#endif
-	snprintf(cand[n++], sizeof(cand[0]), "../tests/pg-private.sh");
-	snprintf(cand[n++], sizeof(cand[0]), "tests/pg-private.sh");
-	for (int i = 0; i < n; i++)
-		if (access(cand[i], X_OK) == 0) {
-			if (realpath(cand[i], pg_script) == NULL)
-				memcpy(pg_script, cand[i], strlen(cand[i]) + 1);
-			return 0;
-		}
-	fprintf(stderr, "test_metrics: FAIL: tests/pg-private.sh not found "
-	    "(set PARLEY_SRCDIR to the source tree)\n");
-	return -1;
+	return harness_pg(pg_script, verb, pg_dir, out);
 }
 
 static int
@@ -1152,7 +1042,7 @@ init_db(void)
 	char *out = NULL, *nl;
 	int fd;
 
-	if (find_script() != 0)
+	if (harness_pg_script(pg_script, sizeof(pg_script)) != 0)
 		return -1;
 	snprintf(pg_dir, sizeof(pg_dir), "/tmp/parley-test-pg.XXXXXX");
 	if ((fd = mkstemp(pg_dir)) < 0)

@@ -205,146 +205,6 @@ file_wait(const char *path, const char *needle, int n, int timeout_ms)
 	}
 }
 
-/* ---- running a program ----------------------------------------------------- */
-
-struct obuf {
-	char *p;
-	size_t len, cap;
-};
-
-/* Read what fd has now: 1 read something, 0 nothing yet, -1 EOF or error. */
-static int
-obuf_read(struct obuf *b, int fd)
-{
-	char tmp[4096], *np;
-	ssize_t n = read(fd, tmp, sizeof(tmp));
-
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return 0;
-	if (n <= 0)
-		return -1;
-	if (b->len + (size_t)n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 8192;
-
-		while (cap < b->len + (size_t)n + 1)
-			cap *= 2;
-		if ((np = realloc(b->p, cap)) == NULL)
-			return -1;
-		b->p = np;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, tmp, (size_t)n);
-	b->len += (size_t)n;
-	b->p[b->len] = '\0';
-	return 1;
-}
-
-/*
- * Run argv (execvp) with stdout into *out and, when err is not NULL, stderr
- * into *err (both malloc'd, NUL-terminated, never NULL on return >= 0);
- * with err NULL stderr passes through. Reads until the child exits (not
- * until EOF: a daemon it starts may hold the pipe). Returns the exit status
- * (128 + signal when killed), or -1 on timeout (its process group is
- * killed) or when it could not be run.
- */
-static int
-run_capture(const char *const argv[], char **out, char **err, int timeout_ms)
-{
-	int64_t deadline = wsc_now_ms() + timeout_ms;
-	int po[2] = { -1, -1 }, pe[2] = { -1, -1 }, wstatus = 0, st = -1;
-	struct obuf b[2] = { { NULL, 0, 0 }, { NULL, 0, 0 } };
-	int open_[2], done = 0;
-	pid_t pid;
-
-	*out = NULL;
-	if (err != NULL)
-		*err = NULL;
-	if (pipe2(po, O_CLOEXEC) < 0 || (err != NULL && pipe2(pe, O_CLOEXEC) < 0))
-		goto fail;
-	fflush(NULL);
-	if ((pid = fork()) < 0)
-		goto fail;
-	if (pid == 0) {
-		setpgid(0, 0);
-		dup2(po[1], 1);
-		if (err != NULL)
-			dup2(pe[1], 2);
-		signal(SIGPIPE, SIG_DFL);
-		execvp(argv[0], (char *const *)argv);
-		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	close(po[1]);
-	po[1] = -1;
-	if (pe[1] >= 0)
-		close(pe[1]);
-	pe[1] = -1;
-	fcntl(po[0], F_SETFL, O_NONBLOCK);
-	if (pe[0] >= 0)
-		fcntl(pe[0], F_SETFL, O_NONBLOCK);
-	open_[0] = 1;
-	open_[1] = pe[0] >= 0;
-	for (;;) {
-		struct pollfd pfd[2];
-		nfds_t k = 0;
-		int got = 0;
-
-		for (int i = 0; i < 2; i++) {
-			int r;
-
-			if (!open_[i])
-				continue;
-			while ((r = obuf_read(&b[i], i == 0 ? po[0] : pe[0])) > 0)
-				got = 1;
-			if (r < 0)
-				open_[i] = 0;
-		}
-		if (done && !got)
-			break;   /* exited, and nothing more is waiting */
-		if (!done && waitpid(pid, &wstatus, WNOHANG) == pid) {
-			done = 1;
-			continue;   /* one more pass for what it wrote last */
-		}
-		if (done)
-			continue;
-		if (wsc_now_ms() >= deadline) {
-			fprintf(stderr, "[ops] %s did not finish in %d ms: killed\n",
-			    argv[0], timeout_ms);
-			kill(-pid, SIGKILL);
-			kill(pid, SIGKILL);
-			while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
-				;
-			goto fail;
-		}
-		for (int i = 0; i < 2; i++)
-			if (open_[i]) {
-				pfd[k].fd = i == 0 ? po[0] : pe[0];
-				pfd[k++].events = POLLIN;
-			}
-		(void)poll(pfd, k, 20);
-	}
-	if (WIFEXITED(wstatus))
-		st = WEXITSTATUS(wstatus);
-	else if (WIFSIGNALED(wstatus))
-		st = 128 + WTERMSIG(wstatus);
-	*out = b[0].p != NULL ? b[0].p : strdup("");
-	b[0].p = NULL;
-	if (err != NULL) {
-		*err = b[1].p != NULL ? b[1].p : strdup("");
-		b[1].p = NULL;
-	}
-fail:
-	for (int i = 0; i < 2; i++) {
-		if (po[i] >= 0)
-			close(po[i]);
-		if (pe[i] >= 0)
-			close(pe[i]);
-	}
-	free(b[0].p);
-	free(b[1].p);
-	return st;
-}
-
 /* ---- the notification socket ------------------------------------------------- */
 
 static void
@@ -903,47 +763,11 @@ out:
 
 /* ---- the private PostgreSQL ---------------------------------------------------------- */
 
-static int
-find_pg_script(void)
-{
-	const char *env = getenv("PARLEY_SRCDIR");
-	char cand[4][PATH_MAX / 2];
-	int n = 0;
-
-	if (env != NULL && *env != '\0')
-		snprintf(cand[n++], sizeof(cand[0]), "%s/tests/pg-private.sh", env);
-#ifdef PARLEY_TOP_SRCDIR
-	snprintf(cand[n++], sizeof(cand[0]), "%s/tests/pg-private.sh",
-	    PARLEY_TOP_SRCDIR);
-#endif
-	snprintf(cand[n++], sizeof(cand[0]), "../tests/pg-private.sh");
-	snprintf(cand[n++], sizeof(cand[0]), "tests/pg-private.sh");
-	for (int i = 0; i < n; i++)
-		if (access(cand[i], X_OK) == 0) {
-			if (realpath(cand[i], pg_script) == NULL)
-				memcpy(pg_script, cand[i], strlen(cand[i]) + 1);
-			return 0;
-		}
-	fprintf(stderr, "[ops] tests/pg-private.sh not found (set PARLEY_SRCDIR)\n");
-	return -1;
-}
-
 /* pg-private.sh verb pg_dir; its stdout into *out when not NULL. */
 static int
 pg_private(const char *verb, char **out)
 {
-	const char *argv[] = { pg_script, verb, pg_dir, NULL };
-	char *o = NULL;
-	int st = run_capture(argv, &o, NULL, 60000);
-
-	if (st != 0)
-		fprintf(stderr, "[ops] %s %s %s: status %d\n", pg_script, verb,
-		    pg_dir, st);
-	if (out != NULL)
-		*out = o;
-	else
-		free(o);
-	return st;
+	return harness_pg(pg_script, verb, pg_dir, out);
 }
 
 /*
@@ -987,7 +811,7 @@ test_notify_db(void)
 	    (long long)(wsc_now_ms() - t0));
 
 	/* A private cluster, paused before parleyd starts. */
-	REQUIRE(find_pg_script() == 0);
+	REQUIRE(harness_pg_script(pg_script, sizeof(pg_script)) == 0);
 	snprintf(pg_dir, sizeof(pg_dir), "/tmp/parley-ops-pg.XXXXXX");
 	REQUIRE((fd = mkstemp(pg_dir)) >= 0);
 	close(fd);
@@ -1411,7 +1235,7 @@ run_parleyd(const char *const args[], char **out, char **err)
 	for (int i = 0; args[i] != NULL && n < 15; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
-	st = run_capture(argv, out, err, 10000);
+	st = harness_exec(argv, out, err, 10000);
 	if (st >= 0 && (strstr(*err, "runtime error:") != NULL ||
 	    strstr(*err, "Sanitizer") != NULL)) {
 		fprintf(stderr, "[ops] sanitizer report:\n%s\n", *err);
