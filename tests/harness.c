@@ -758,11 +758,12 @@ fail:
 	return st;
 }
 
-int
-harness_pg_script(char *path, size_t len)
+/* tests/pg-private.sh into path. 0, or -1 (said). */
+static int
+pg_script_find(char path[PATH_MAX])
 {
 	const char *env = getenv("PARLEY_SRCDIR");
-	char cand[4][PATH_MAX / 2], real[PATH_MAX];
+	char cand[4][PATH_MAX / 2];
 	int n = 0;
 
 	if (env != NULL && *env != '\0')
@@ -774,7 +775,8 @@ harness_pg_script(char *path, size_t len)
 	snprintf(cand[n++], sizeof(cand[0]), "tests/pg-private.sh");
 	for (int i = 0; i < n; i++)
 		if (access(cand[i], X_OK) == 0) {
-			snprintf(path, len, "%s", realpath(cand[i], real) != NULL ? real : cand[i]);
+			if (realpath(cand[i], path) == NULL)
+				memcpy(path, cand[i], strlen(cand[i]) + 1);
 			return 0;
 		}
 	fprintf(stderr, "[harness] FAIL: tests/pg-private.sh not found "
@@ -782,13 +784,67 @@ harness_pg_script(char *path, size_t len)
 	return -1;
 }
 
-int
-harness_pg(const char *script, const char *verb, const char *dir, char **out)
+/* pg-private.sh VERB DIR, its stdout into *out when not NULL; 60 s at most. */
+static int
+pg_script_run(const struct pg_cluster *pg, const char *verb, char **out)
 {
-	const char *argv[] = { script, verb, dir, NULL };
+	const char *argv[] = { pg->script, verb, pg->dir, NULL };
 	int st = harness_exec(argv, out, NULL, 60000);
 
 	if (st != 0)
-		fprintf(stderr, "[harness] %s %s %s: status %d\n", script, verb, dir, st);
+		fprintf(stderr, "[harness] %s %s %s: status %d\n", pg->script, verb,
+		    pg->dir, st);
 	return st;
+}
+
+int
+pg_cluster_start(struct pg_cluster *pg)
+{
+	char *out = NULL, *nl;
+	int fd;
+
+	memset(pg, 0, sizeof(*pg));
+	if (pg_script_find(pg->script) != 0)
+		return -1;
+	/* A unique name; the script makes the directory. */
+	snprintf(pg->dir, sizeof(pg->dir), "/tmp/parley-test-pg.XXXXXX");
+	if ((fd = mkstemp(pg->dir)) < 0) {
+		pg->dir[0] = '\0';
+		return -1;
+	}
+	close(fd);
+	unlink(pg->dir);
+	if (pg_script_run(pg, "start", &out) != 0 || out == NULL ||
+	    strncmp(out, "host=", 5) != 0) {
+		fprintf(stderr, "[harness] FAIL: cannot start a private PostgreSQL "
+		    "with %s (is PostgreSQL installed? Debian: postgresql-15; or set "
+		    "PG_BINDIR); it said: %s\n", pg->script, out != NULL ? out : "");
+		free(out);
+		(void)pg_cluster_stop(pg);
+		return -1;
+	}
+	if ((nl = strchr(out, '\n')) != NULL)
+		*nl = '\0';
+	snprintf(pg->conninfo, sizeof(pg->conninfo), "%s", out);
+	free(out);
+	fprintf(stderr, "[harness] private PostgreSQL in %s: %s\n", pg->dir,
+	    pg->conninfo);
+	return 0;
+}
+
+int
+pg_cluster_run(struct pg_cluster *pg, const char *verb)
+{
+	return pg_script_run(pg, verb, NULL);
+}
+
+int
+pg_cluster_stop(struct pg_cluster *pg)
+{
+	int st = 0;
+
+	if (pg->dir[0] != '\0')
+		st = pg_script_run(pg, "stop", NULL);
+	pg->dir[0] = '\0';
+	return st == 0 ? 0 : -1;
 }

@@ -7,6 +7,7 @@
 #ifndef PARLEY_HARNESS_H
 #define PARLEY_HARNESS_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -115,17 +116,24 @@ long long jint(const json_t *o, const char *k);
 int harness_exec(const char *const argv[], char **out, char **err, int timeout_ms);
 
 /*
- * tests/pg-private.sh, from $PARLEY_SRCDIR, PARLEY_TOP_SRCDIR (when the
- * program defines it), ../tests or tests. 0 with its path, or -1 (said).
+ * A throw-away PostgreSQL cluster run by tests/pg-private.sh, found from
+ * $PARLEY_SRCDIR, PARLEY_TOP_SRCDIR (when the program defines it), ../tests
+ * or tests.
  */
-int harness_pg_script(char *path, size_t len);
+struct pg_cluster {
+	char script[PATH_MAX];
+	char dir[64];            /* its directory under /tmp while it runs, else "" */
+	char conninfo[256];      /* "host=127.0.0.1 port=N dbname=parley user=parley" */
+};
 
-/*
- * pg-private.sh VERB DIR (start prints the conninfo, stop, pause, resume),
- * its stdout into *out when out is not NULL; at most 60 s. Its exit status,
- * a failure said on stderr.
- */
-int harness_pg(const char *script, const char *verb, const char *dir, char **out);
+/* Start one in a new directory. 0, or -1 with the reason said and nothing left. */
+int pg_cluster_start(struct pg_cluster *pg);
+
+/* pg-private.sh pause or resume on it: the exit status, a failure said. */
+int pg_cluster_run(struct pg_cluster *pg, const char *verb);
+
+/* Stop it and remove its directory; a no-op when none runs. 0, or -1. */
+int pg_cluster_stop(struct pg_cluster *pg);
 
 /* ---- the CUnit main of integration test programs ---- */
 

@@ -59,8 +59,7 @@
 #define T_IO 5000               /* ms: one ordinary exchange */
 #define MAX_LOGS 16
 
-static char pg_dir[64];         /* the private cluster, directly under /tmp */
-static char pg_script[PATH_MAX];
+static struct pg_cluster pg;    /* the private cluster */
 static char pg_host_port[128];  /* "host=127.0.0.1 port=N" */
 static int pg_paused;
 static struct server srv;       /* the current test's parleyd */
@@ -82,18 +81,12 @@ static int64_t test_t0;         /* when the current test began, or 0 */
 
 /* ---- running programs: pg-private.sh, psql ------------------------------ */
 
-static int
-pg_private(const char *verb, char **out)
-{
-	return harness_pg(pg_script, verb, pg_dir, out);
-}
-
 /* pg-private.sh pause or resume ("paused"/"resumed" in the log). 0, or -1. */
 static int
 pg_switch(const char *verb, const char *done, int paused)
 {
 	int64_t t0 = wsc_now_ms();
-	int st = pg_private(verb, NULL);
+	int st = pg_cluster_run(&pg, verb);
 
 	if (st == 0)
 		pg_paused = paused;
@@ -659,54 +652,26 @@ wait_any(struct dcl *cs, int n, int timeout_ms)
 static int
 suite_init(void)
 {
-	char *out = NULL, *p;
-	int fd;
+	const char *p;
 
-	if (harness_pg_script(pg_script, sizeof(pg_script)) != 0)
+	if (pg_cluster_start(&pg) != 0)
 		return -1;
-	/* A name for the cluster's directory; the script creates it. */
-	snprintf(pg_dir, sizeof(pg_dir), "/tmp/parley-test-pg.XXXXXX");
-	if ((fd = mkstemp(pg_dir)) < 0)
-		return -1;
-	close(fd);
-	unlink(pg_dir);
-	if (pg_private("start", &out) != 0) {
-		fprintf(stderr, "test_durable: FAIL: cannot start a private "
-		    "PostgreSQL with %s (is PostgreSQL installed? Debian: "
-		    "postgresql-15; or set PG_BINDIR)\n", pg_script);
-		free(out);
-		(void)pg_private("stop", NULL);
-		pg_dir[0] = '\0';
+	/* "host=127.0.0.1 port=N dbname=parley user=parley": each test names its own database. */
+	if ((p = strstr(pg.conninfo, " dbname=")) == NULL) {
+		fprintf(stderr, "test_durable: FAIL: unexpected conninfo: %s\n", pg.conninfo);
+		(void)pg_cluster_stop(&pg);
 		return -1;
 	}
-	/* "host=127.0.0.1 port=N dbname=parley user=parley" */
-	p = out != NULL ? strstr(out, " dbname=") : NULL;
-	if (p == NULL || strncmp(out, "host=", 5) != 0) {
-		fprintf(stderr, "test_durable: FAIL: unexpected conninfo: %s\n",
-		    out != NULL ? out : "(none)");
-		free(out);
-		(void)pg_private("stop", NULL);
-		pg_dir[0] = '\0';
-		return -1;
-	}
-	*p = '\0';
-	snprintf(pg_host_port, sizeof(pg_host_port), "%s", out);
-	free(out);
-	fprintf(stderr, "[durable] private PostgreSQL in %s: %s\n", pg_dir,
-	    pg_host_port);
+	snprintf(pg_host_port, sizeof(pg_host_port), "%.*s", (int)(p - pg.conninfo),
+	    pg.conninfo);
 	return 0;
 }
 
 static int
 suite_cleanup(void)
 {
-	int st = 0;
-
 	test_end();
-	if (pg_dir[0] != '\0')
-		st = pg_private("stop", NULL);
-	pg_dir[0] = '\0';
-	return st == 0 ? 0 : -1;
+	return pg_cluster_stop(&pg);
 }
 
 /* ---- 1: 2000 acked sends, SIGKILL, restart ------------------------------- */

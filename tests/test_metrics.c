@@ -1025,44 +1025,15 @@ test_stop(void)
 
 /* ---- suite "metrics-db": a private PostgreSQL ------------------------------------ */
 
-static char pg_dir[64];         /* the private cluster, directly under /tmp */
-static char pg_script[PATH_MAX];
-static char pg_conninfo[256];
-
-static int
-pg_private(const char *verb, char **out)
-{
-	return harness_pg(pg_script, verb, pg_dir, out);
-}
+static struct pg_cluster pg;    /* the private cluster */
 
 static int
 init_db(void)
 {
-	const char *args[] = { "--db", pg_conninfo, "-t", "2", "--rate", "0", NULL };
-	char *out = NULL, *nl;
-	int fd;
+	const char *args[] = { "--db", pg.conninfo, "-t", "2", "--rate", "0", NULL };
 
-	if (harness_pg_script(pg_script, sizeof(pg_script)) != 0)
+	if (pg_cluster_start(&pg) != 0)
 		return -1;
-	snprintf(pg_dir, sizeof(pg_dir), "/tmp/parley-test-pg.XXXXXX");
-	if ((fd = mkstemp(pg_dir)) < 0)
-		return -1;
-	close(fd);
-	unlink(pg_dir);   /* a unique name; the script makes the directory */
-	if (pg_private("start", &out) != 0 || out == NULL ||
-	    strncmp(out, "host=", 5) != 0) {
-		fprintf(stderr, "test_metrics: FAIL: cannot start a private PostgreSQL "
-		    "with %s (is PostgreSQL installed? or set PG_BINDIR)\n", pg_script);
-		free(out);
-		(void)pg_private("stop", NULL);
-		pg_dir[0] = '\0';
-		return -1;
-	}
-	if ((nl = strchr(out, '\n')) != NULL)
-		*nl = '\0';
-	snprintf(pg_conninfo, sizeof(pg_conninfo), "%s", out);
-	free(out);
-	fprintf(stderr, "[metrics] private PostgreSQL in %s: %s\n", pg_dir, pg_conninfo);
 	return harness_suite_start(&srv, args);
 }
 
@@ -1071,9 +1042,8 @@ cleanup_db(void)
 {
 	int st = harness_suite_cleanup(&srv);
 
-	if (pg_dir[0] != '\0' && pg_private("stop", NULL) != 0)
+	if (pg_cluster_stop(&pg) != 0)
 		st = -1;
-	pg_dir[0] = '\0';
 	return st;
 }
 

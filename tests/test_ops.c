@@ -92,8 +92,7 @@ static struct server srv;       /* the current test's parleyd */
 static struct notes nt = { -1, 0, { NULL } };
 static char tmp_paths[MAX_TMP][PATH_MAX];   /* removed by test_end */
 static int ntmp;
-static char pg_script[PATH_MAX];
-static char pg_dir[64];         /* a private cluster while one runs, else "" */
+static struct pg_cluster pg;    /* a private cluster while one runs */
 
 /* ---- temporary files ------------------------------------------------------ */
 
@@ -593,7 +592,6 @@ check_no_report(const char *path)
 	free(t);
 }
 
-static int pg_private(const char *verb, char **out);
 
 static void
 test_begin(void)
@@ -623,10 +621,7 @@ test_end(void)
 	for (int i = 0; i < ntmp; i++)
 		unlink(tmp_paths[i]);
 	ntmp = 0;
-	if (pg_dir[0] != '\0') {
-		(void)pg_private("stop", NULL);
-		pg_dir[0] = '\0';
-	}
+	(void)pg_cluster_stop(&pg);
 }
 
 /* Start parleyd with the environment set for it only. 0, or -1. */
@@ -763,13 +758,6 @@ out:
 
 /* ---- the private PostgreSQL ---------------------------------------------------------- */
 
-/* pg-private.sh verb pg_dir; its stdout into *out when not NULL. */
-static int
-pg_private(const char *verb, char **out)
-{
-	return harness_pg(pg_script, verb, pg_dir, out);
-}
-
 /*
  * With --db, READY=1 waits for the database: none at all (a port nobody
  * listens on), then a real one that is down at start and comes up.
@@ -777,10 +765,10 @@ pg_private(const char *verb, char **out)
 static void
 test_notify_db(void)
 {
-	char env[128], db[512], v[1024], *out = NULL, *nl;
+	char env[128], db[512], v[1024];
 	const char *args[] = { "-t", "2", "--db", db, NULL };
 	int64_t t0 = wsc_now_ms();
-	int i, fd, port;
+	int i, port;
 
 	test_begin();
 	REQUIRE(notes_open(&nt, 0, env, sizeof(env)) == 0);
@@ -811,27 +799,15 @@ test_notify_db(void)
 	    (long long)(wsc_now_ms() - t0));
 
 	/* A private cluster, paused before parleyd starts. */
-	REQUIRE(harness_pg_script(pg_script, sizeof(pg_script)) == 0);
-	snprintf(pg_dir, sizeof(pg_dir), "/tmp/parley-ops-pg.XXXXXX");
-	REQUIRE((fd = mkstemp(pg_dir)) >= 0);
-	close(fd);
-	unlink(pg_dir);
-	if (pg_private("start", &out) != 0) {
-		fprintf(stderr, "[ops] cannot start a private PostgreSQL (is "
-		    "PostgreSQL installed? Debian: postgresql-15)\n");
-		REQUIRE(0);
-	}
-	REQUIRE(out != NULL && strncmp(out, "host=", 5) == 0);
-	if ((nl = strchr(out, '\n')) != NULL)
-		*nl = '\0';
-	snprintf(db, sizeof(db), "%s connect_timeout=1", out);
-	REQUIRE(pg_private("pause", NULL) == 0);
+	REQUIRE(pg_cluster_start(&pg) == 0);
+	snprintf(db, sizeof(db), "%s connect_timeout=1", pg.conninfo);
+	REQUIRE(pg_cluster_run(&pg, "pause") == 0);
 	REQUIRE(notes_open(&nt, 0, env, sizeof(env)) == 0);
 	REQUIRE(start_env(args, env, "400000", NULL) == 0);
 	notes_pump(&nt, wsc_now_ms() + 1500);
 	CU_ASSERT_EQUAL(notes_count(&nt, 0, "READY", NULL), 0);
 	CU_ASSERT_EQUAL(get_status(srv.port, "/readyz"), 503);
-	REQUIRE(pg_private("resume", NULL) == 0);
+	REQUIRE(pg_cluster_run(&pg, "resume") == 0);
 	i = notes_wait(&nt, 0, "READY", "1", 10000);
 	CU_ASSERT(i >= 0);
 	CU_ASSERT(note_is_pid(&nt, i, srv.pid));
@@ -846,7 +822,6 @@ test_notify_db(void)
 	fprintf(stderr, "[ops] notify db: %lld ms in all\n",
 	    (long long)(wsc_now_ms() - t0));
 out:
-	free(out);
 	if (CU_get_number_of_failures() > 0)
 		notes_dump(&nt, "notify db");
 	test_end();
