@@ -500,6 +500,20 @@ http_request(int port, const char *req, size_t len, struct http_resp *r,
 	return st;
 }
 
+int
+http_get_status(int port, const char *path, int timeout_ms)
+{
+	char req[512];
+	struct http_resp r;
+	int st;
+
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+	    "Connection: close\r\n\r\n", path);
+	st = http_request(port, req, strlen(req), &r, timeout_ms);
+	http_resp_free(&r);
+	return st;
+}
+
 void
 http_resp_free(struct http_resp *r)
 {

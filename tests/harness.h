@@ -89,6 +89,8 @@ void http_close(struct http_conn *hc);
 /* Open, send req, read one response, close. Returns the status or -1. */
 int http_request(int port, const char *req, size_t len, struct http_resp *r,
     int timeout_ms);
+/* GET path on a new connection: the status, or -1. */
+int http_get_status(int port, const char *path, int timeout_ms);
 /* A header value of a response; 1 if found. */
 int http_header(const struct http_resp *r, const char *name, char *out,
     size_t outsz);

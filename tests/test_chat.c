@@ -262,16 +262,13 @@ static int csend(struct cl *c, const char *fmt, ...)
 static int
 csend(struct cl *c, const char *fmt, ...)
 {
-	char buf[16384];
 	va_list ap;
-	int n;
+	int r;
 
 	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	r = wsc_vsend_textf(&c->w, fmt, ap);
 	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(buf))
-		return -1;
-	return wsc_send_text(&c->w, buf);
+	return r;
 }
 
 static json_t *

@@ -308,25 +308,13 @@ test_begin(void)
 static int
 readyz(void)
 {
-	static const char req[] = "GET /readyz HTTP/1.1\r\n"
-	    "Host: 127.0.0.1\r\nConnection: close\r\n\r\n";
-	struct http_resp r;
-	int st = http_request(srv.port, req, sizeof(req) - 1, &r, 2000);
-
-	http_resp_free(&r);
-	return st;
+	return http_get_status(srv.port, "/readyz", 2000);
 }
 
 static int
 healthz(void)
 {
-	static const char req[] = "GET /healthz HTTP/1.1\r\n"
-	    "Host: 127.0.0.1\r\nConnection: close\r\n\r\n";
-	struct http_resp r;
-	int st = http_request(srv.port, req, sizeof(req) - 1, &r, 2000);
-
-	http_resp_free(&r);
-	return st;
+	return http_get_status(srv.port, "/healthz", 2000);
 }
 
 /* Poll /readyz until it answers want; ms it took, or -1 after timeout_ms. */
@@ -481,16 +469,15 @@ static int dsend(struct dcl *c, const char *fmt, ...)
 static int
 dsend(struct dcl *c, const char *fmt, ...)
 {
-	char buf[8192];
 	va_list ap;
-	int n;
+	int r;
 
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(buf) || c->gone)
+	if (c->gone)
 		return -1;
-	return wsc_send_text(&c->w, buf);
+	va_start(ap, fmt);
+	r = wsc_vsend_textf(&c->w, fmt, ap);
+	va_end(ap);
+	return r;
 }
 
 /* Frames a waiting client may pass over: stream events and signals. */

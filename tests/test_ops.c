@@ -409,24 +409,6 @@ recv_json(struct wsc *c, int timeout_ms, int *close_code)
 	}
 }
 
-static int wsend(struct wsc *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int
-wsend(struct wsc *c, const char *fmt, ...)
-{
-	char buf[4096];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(buf))
-		return -1;
-	return wsc_send_text(c, buf);
-}
-
 /* Skip frames until one of this type (returned), else NULL (dumped). */
 static json_t *
 expect_type(struct wsc *c, const char *type)
@@ -465,13 +447,13 @@ ws_enter(struct wsc *c, int port, const char *name, const char *room)
 
 	if (wsc_connect(c, HOST, port, NULL, "/ws", NULL, 0, T_IO) != 101)
 		return -1;
-	wsend(c, "{\"type\":\"hello\",\"name\":\"%s\"}", name);
+	wsc_send_textf(c, "{\"type\":\"hello\",\"name\":\"%s\"}", name);
 	j = expect_type(c, "welcome");
 	ok = j != NULL && jstreq(j, "user", name);
 	json_decref(j);
 	if (!ok)
 		return -1;
-	wsend(c, "{\"type\":\"join\",\"room\":\"%s\",\"ref\":\"j\"}", room);
+	wsc_send_textf(c, "{\"type\":\"join\",\"room\":\"%s\",\"ref\":\"j\"}", room);
 	j = expect_type(c, "joined");
 	ok = j != NULL && jstreq(j, "room", room);
 	json_decref(j);
@@ -496,7 +478,7 @@ send_burst(struct wsc *c, const char *room, int n, int *acked, int *limited,
 	*acked = *limited = *other = 0;
 	round++;
 	for (int i = 0; i < n; i++)
-		if (wsend(c, "{\"type\":\"send\",\"room\":\"%s\",\"body\":\"b%d\","
+		if (wsc_send_textf(c, "{\"type\":\"send\",\"room\":\"%s\",\"body\":\"b%d\","
 		    "\"ref\":\"r%d-%d\"}", room, i, round, i) < 0)
 			return -1;
 	snprintf(ref, sizeof(ref), "r%d-", round);
@@ -536,7 +518,7 @@ hello_token(int port, const char *token, const char *user)
 		wsc_close(&c);
 		return -1;
 	}
-	wsend(&c, "{\"type\":\"hello\",\"token\":\"%s\",\"ref\":\"h\"}", token);
+	wsc_send_textf(&c, "{\"type\":\"hello\",\"token\":\"%s\",\"ref\":\"h\"}", token);
 	j = recv_json(&c, T_IO, &code);
 	if (j != NULL && jstreq(j, "type", "welcome"))
 		rc = jstreq(j, "user", user) ? 1 : -1;
@@ -559,20 +541,6 @@ upgrade_token(int port, const char *token)
 	snprintf(path, sizeof(path), "/ws?token=%s", token);
 	st = wsc_connect(&c, HOST, port, NULL, path, NULL, 0, T_IO);
 	wsc_close(&c);
-	return st;
-}
-
-static int
-get_status(int port, const char *path)
-{
-	char req[256];
-	struct http_resp r;
-	int st;
-
-	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n"
-	    "Connection: close\r\n\r\n", path);
-	st = http_request(port, req, strlen(req), &r, T_IO);
-	http_resp_free(&r);
 	return st;
 }
 
@@ -721,7 +689,7 @@ test_notify_path(void)
 	    1, T_LOG), 1);
 	CU_ASSERT_EQUAL(file_count(srv.log, "reload config=none"), 1);
 	/* Still serving, still kept alive. */
-	CU_ASSERT_EQUAL(get_status(srv.port, "/healthz"), 200);
+	CU_ASSERT_EQUAL(http_get_status(srv.port, "/healthz", T_IO), 200);
 	from = nt.n;
 	CU_ASSERT(notes_wait(&nt, from, "WATCHDOG", "1", 1000) >= 0);
 
@@ -776,7 +744,7 @@ test_notify_db(void)
 	snprintf(db, sizeof(db), "host=127.0.0.1 port=%d dbname=parley "
 	    "user=parley connect_timeout=1", port);
 	REQUIRE(start_env(args, env, "400000", NULL) == 0);
-	CU_ASSERT_EQUAL(get_status(srv.port, "/readyz"), 503);
+	CU_ASSERT_EQUAL(http_get_status(srv.port, "/readyz", T_IO), 503);
 	notes_pump(&nt, wsc_now_ms() + 1000);
 	/* A reload before READY=1 must not tell systemd the start is over. */
 	REQUIRE(kill(srv.pid, SIGHUP) == 0);
@@ -790,7 +758,7 @@ test_notify_db(void)
 	i = notes_wait(&nt, 0, "STATUS", NULL, T_IO);
 	CU_ASSERT(i >= 0 && note_get(nt.msg[i], "STATUS", v, sizeof(v)) &&
 	    strstr(v, "database unavailable") != NULL);
-	CU_ASSERT_EQUAL(get_status(srv.port, "/healthz"), 200);
+	CU_ASSERT_EQUAL(http_get_status(srv.port, "/healthz", T_IO), 200);
 	stop_notified();
 	check_no_report(srv.log);
 	server_remove_log(&srv);
@@ -806,7 +774,7 @@ test_notify_db(void)
 	REQUIRE(start_env(args, env, "400000", NULL) == 0);
 	notes_pump(&nt, wsc_now_ms() + 1500);
 	CU_ASSERT_EQUAL(notes_count(&nt, 0, "READY", NULL), 0);
-	CU_ASSERT_EQUAL(get_status(srv.port, "/readyz"), 503);
+	CU_ASSERT_EQUAL(http_get_status(srv.port, "/readyz", T_IO), 503);
 	REQUIRE(pg_cluster_run(&pg, "resume") == 0);
 	i = notes_wait(&nt, 0, "READY", "1", 10000);
 	CU_ASSERT(i >= 0);
@@ -815,7 +783,7 @@ test_notify_db(void)
 		i = notes_wait(&nt, i, "STATUS", NULL, T_IO);
 		CU_ASSERT(i >= 0 && note_get(nt.msg[i], "STATUS", v, sizeof(v)) &&
 		    strstr(v, "database up") != NULL);
-		CU_ASSERT_EQUAL(get_status(srv.port, "/readyz"), 200);
+		CU_ASSERT_EQUAL(http_get_status(srv.port, "/readyz", T_IO), 200);
 		CU_ASSERT_EQUAL(file_count(srv.log, " ready "), 1);
 	}
 	stop_notified();
@@ -883,7 +851,7 @@ test_reload_live(void)
 	CU_ASSERT_EQUAL(file_count(srv.log, ":1: rate: 'banana'"), 1);
 	REQUIRE(send_burst(&c, "ops-room", 3, &acked, &limited, &other) == 0);
 	CU_ASSERT(acked == 3 && limited == 0 && other == 0);
-	CU_ASSERT_EQUAL(get_status(srv.port, "/healthz"), 200);
+	CU_ASSERT_EQUAL(http_get_status(srv.port, "/healthz", T_IO), 200);
 	CU_ASSERT_EQUAL(file_count(srv.log, "reload_done"), 1);
 	CU_ASSERT_EQUAL(file_count(srv.log, "reload_applied "), 1);
 
@@ -891,19 +859,19 @@ test_reload_live(void)
 	 * max-connections = 1 while this test holds one connection (c): one
 	 * more is refused with 503; once c is gone, one fits again.
 	 */
-	CU_ASSERT_EQUAL(get_status(srv.port, "/healthz"), 200);
+	CU_ASSERT_EQUAL(http_get_status(srv.port, "/healthz", T_IO), 200);
 	REQUIRE(write_file(conf, "rate = 0\nburst = 1\nallow-anonymous = true\n"
 	    "threads = 3\nmax-connections = 1\n") == 0);
 	REQUIRE(hup_wait("reload_done", 2) == 2);
 	CU_ASSERT_EQUAL(file_count(srv.log,
 	    "reload_applied key=max-connections old=\"0\" new=\"1\""), 1);
 	CU_ASSERT_EQUAL(file_count(srv.log, "reload_done applied=1 needs_restart=1"), 2);
-	CU_ASSERT_EQUAL(get_status(srv.port, "/healthz"), 503);
+	CU_ASSERT_EQUAL(http_get_status(srv.port, "/healthz", T_IO), 503);
 	REQUIRE(send_burst(&c, "ops-room", 1, &acked, &limited, &other) == 0);
 	CU_ASSERT_EQUAL(acked, 1);
 	wsc_close(&c);
 	deadline = wsc_now_ms() + 2000;
-	while ((st = get_status(srv.port, "/healthz")) != 200 &&
+	while ((st = http_get_status(srv.port, "/healthz", T_IO)) != 200 &&
 	    wsc_now_ms() < deadline)
 		wsc_sleep_ms(50);
 	CU_ASSERT_EQUAL(st, 200);
@@ -930,7 +898,7 @@ test_reload_live(void)
 			http_close(&h1);
 			wsc_sleep_ms(50);
 		}
-		st2 = get_status(srv.port, "/healthz");
+		st2 = http_get_status(srv.port, "/healthz", T_IO);
 		http_close(&h1);
 		CU_ASSERT_EQUAL(st1, 200);
 		CU_ASSERT_EQUAL(st2, 503);
@@ -1114,7 +1082,7 @@ test_log_file(void)
 	kill(srv.pid, SIGHUP);
 	CU_ASSERT_EQUAL(file_wait(logf, "reload_done", 2, T_LOG), 2);
 	CU_ASSERT_EQUAL(file_count(rotated, "reload_done"), 0);
-	CU_ASSERT_EQUAL(get_status(srv.port, "/healthz"), 200);
+	CU_ASSERT_EQUAL(http_get_status(srv.port, "/healthz", T_IO), 200);
 
 	st = server_stop(&srv, SIGTERM, 5000);
 	CU_ASSERT_EQUAL(st, 0);
@@ -1181,7 +1149,7 @@ test_log_file_live(void)
 	    logf, logm);
 	CU_ASSERT_EQUAL(file_count(logf, want), 1);
 	CU_ASSERT_EQUAL(file_count(logf, "reload_done"), 0);
-	CU_ASSERT_EQUAL(get_status(srv.port, "/healthz"), 200);
+	CU_ASSERT_EQUAL(http_get_status(srv.port, "/healthz", T_IO), 200);
 
 	st = server_stop(&srv, SIGTERM, 5000);
 	CU_ASSERT_EQUAL(st, 0);

@@ -507,6 +507,29 @@ wsc_send_text(struct wsc *c, const char *s)
 }
 
 int
+wsc_vsend_textf(struct wsc *c, const char *fmt, va_list ap)
+{
+	char buf[WSC_TEXTF_MAX];
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		return -1;
+	return wsc_send_text(c, buf);
+}
+
+int
+wsc_send_textf(struct wsc *c, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = wsc_vsend_textf(c, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+int
 wsc_send_raw(struct wsc *c, const void *buf, size_t len)
 {
 	if (c->fd < 0)

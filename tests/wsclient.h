@@ -14,6 +14,7 @@
 #ifndef PARLEY_WSCLIENT_H
 #define PARLEY_WSCLIENT_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -93,6 +94,13 @@ int wsc_send_frame(struct wsc *c, int opcode, int fin, const void *payload,
     size_t len, unsigned flags);
 /* Send a masked text frame holding the NUL-terminated string s. */
 int wsc_send_text(struct wsc *c, const char *s);
+/* The same from printf-style arguments (at most WSC_TEXTF_MAX - 1 bytes):
+ * 0, or -1 when too long or on error. */
+#define WSC_TEXTF_MAX 16384
+int wsc_send_textf(struct wsc *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int wsc_vsend_textf(struct wsc *c, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 /* Send raw bytes. Returns 0, or -1 on error. */
 int wsc_send_raw(struct wsc *c, const void *buf, size_t len);
 
