@@ -14,6 +14,7 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "monotime.h"
 #include "migrate.h"
 #include "persist.h"
 #include "store.h"
@@ -26,24 +27,6 @@ static const char *const kind_names[] = {
 	[PERSIST_MESSAGE] = "message", [PERSIST_EDIT] = "edit",
 	[PERSIST_DELETE] = "delete", [PERSIST_REACTION] = "reaction",
 };
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* ---- metrics ---------------------------------------------------------------- */
 
@@ -409,7 +392,7 @@ update_up(struct persist *p)
 static void
 fifo_append(struct writer *w, struct persist_rec *r)
 {
-	int64_t now = now_us();
+	int64_t now = mono_us();
 
 	r->next = NULL;
 	if (w->tail != NULL)
@@ -472,7 +455,7 @@ backoff_grow(struct writer *w)
 	w->backoff_ms = w->backoff_ms == 0 ? PERSIST_BACKOFF_MIN_MS :
 	    w->backoff_ms * 2 > PERSIST_BACKOFF_MAX_MS ? PERSIST_BACKOFF_MAX_MS :
 	    w->backoff_ms * 2;
-	w->retry_at_ms = now_ms() + w->backoff_ms;
+	w->retry_at_ms = mono_ms() + w->backoff_ms;
 }
 
 /* Connect (blocking: up to CONNECT_TIMEOUT_S) and migrate; 0 on success. */
@@ -664,7 +647,7 @@ batch_done(struct writer *w)
 	if (w->head == NULL)
 		w->tail = NULL;
 	else
-		w->head_since_us = now_us();
+		w->head_since_us = mono_us();
 	w->nqueued -= bt->n;
 	p->nqueued -= bt->n;
 	ck_pr_sub_64(&p->inflight, bt->n);   /* every record held a place */
@@ -762,8 +745,8 @@ batch_start(struct writer *w)
 	w->alone = !w->staged && bt->nevents == bt->n;
 	memset(&w->e, 0, sizeof(w->e));
 	w->arrived_busy = 0;
-	w->t0_us = now_us();
-	w->deadline_ms = now_ms() + PERSIST_COMMIT_TIMEOUT_MS;
+	w->t0_us = mono_us();
+	w->deadline_ms = mono_ms() + PERSIST_COMMIT_TIMEOUT_MS;
 	if (bt->nevents > 0) {
 		ok = send_query(w, w->staged ? staging_sql : w->alone ? copy_alone_sql :
 		    copy_sql, W_COPYIN) == 0;
@@ -782,7 +765,7 @@ batch_committed(struct writer *w)
 {
 	struct persist *p = w->p;
 	size_t n = w->bt.n, nevents = w->bt.nevents;
-	int64_t us = now_us() - w->t0_us;
+	int64_t us = mono_us() - w->t0_us;
 
 	w->st = W_IDLE;
 	w->staged = 0;
@@ -822,7 +805,7 @@ batch_failed(struct writer *w, int lost)
 		w->in_doubt = w->bt.first_event != NULL;
 		w->doubt_n = w->bt.n;
 		disconnect(w);
-		w->retry_at_ms = now_ms();
+		w->retry_at_ms = mono_ms();
 		return;
 	}
 	/* The server refused it: not ready, and not in a tight loop. */
@@ -878,7 +861,7 @@ writer_input(struct writer *w)
 			log_warn("db_lost role=persist writer=%u error=\"%.*s\"", w->id,
 			    (int)strcspn(PQerrorMessage(w->pg), "\n"), PQerrorMessage(w->pg));
 			disconnect(w);
-			w->retry_at_ms = now_ms();
+			w->retry_at_ms = mono_ms();
 		}
 		return;
 	}
@@ -956,13 +939,13 @@ batch_wait_us(struct writer *w, int64_t now)
 static int64_t
 writer_step(struct writer *w)
 {
-	int64_t now_m = now_ms(), wait;
+	int64_t now_m = mono_ms(), wait;
 
 	if (w->st == W_DOWN) {
 		if (now_m < w->retry_at_ms)
 			return (w->retry_at_ms - now_m) * 1000;
 		if (connect_db(w) != 0 || settle_doubt(w) != 0)
-			return (w->retry_at_ms - now_ms()) * 1000;
+			return (w->retry_at_ms - mono_ms()) * 1000;
 	}
 	if (writer_busy(w)) {
 		if (now_m >= w->deadline_ms) {
@@ -977,10 +960,10 @@ writer_step(struct writer *w)
 		return -1;
 	if (now_m < w->retry_at_ms)
 		return (w->retry_at_ms - now_m) * 1000;   /* refused: backing off */
-	if ((wait = batch_wait_us(w, now_us())) > 0)
+	if ((wait = batch_wait_us(w, mono_us())) > 0)
 		return wait;
 	batch_start(w);
-	return w->st == W_DOWN ? 0 : (w->deadline_ms - now_ms()) * 1000;
+	return w->st == W_DOWN ? 0 : (w->deadline_ms - mono_ms()) * 1000;
 }
 
 static int

@@ -2,10 +2,10 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "live.h"
 #include "log.h"
+#include "monotime.h"
 #include "notify.h"
 #include "reload.h"
 #include "server.h"
@@ -54,15 +54,6 @@ post_snapshot(struct server *srv, struct live *l)
 		m->live = l;
 		worker_post(srv->workers[i], &m->base);
 	}
-}
-
-static uint64_t
-monotonic_usec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 /*
@@ -117,7 +108,7 @@ server_reload(struct server *srv)
 	/* Before READY=1, a reload must not tell systemd the start is over. */
 	if (srv->ready_sent)
 		notify_send("RELOADING=1\nMONOTONIC_USEC=%llu",
-		    (unsigned long long)monotonic_usec());
+		    (unsigned long long)mono_us());
 	if (srv->cfg->config_file == NULL)
 		log_info("reload config=none action=\"reopen the log file, read the JWT secret again\"");
 	if (parse_again(srv, &fresh) != 0)

@@ -8,7 +8,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -19,6 +18,7 @@
 
 #include "live.h"
 #include "log.h"
+#include "monotime.h"
 #include "notify.h"
 #include "persist.h"
 #include "reload.h"
@@ -230,15 +230,6 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	begin_shutdown(srv, (int)sig);
-}
-
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void
