@@ -20,3 +20,17 @@ pick_port() {
 	done
 	die "no free port found"
 }
+
+# Stop the parleyd in $SERVER_PID, if any: TERM (it drains what it took,
+# committing held records), ten seconds, then KILL.
+stop_server() {
+	[ -n "$SERVER_PID" ] || return 0
+	kill -TERM "$SERVER_PID" 2>/dev/null || true
+	for _ in $(seq 1 100); do
+		kill -0 "$SERVER_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$SERVER_PID" 2>/dev/null || true
+	wait "$SERVER_PID" 2>/dev/null || true
+	SERVER_PID=
+}

@@ -72,19 +72,6 @@ PGDIR=
 SERVER_PID=
 CONNINFO=
 
-# parleyd drains its records on TERM; ten seconds, then KILL.
-stop_server() {
-	[ -n "$SERVER_PID" ] || return 0
-	kill -TERM "$SERVER_PID" 2>/dev/null || true
-	for _ in $(seq 1 100); do
-		kill -0 "$SERVER_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$SERVER_PID" 2>/dev/null || true
-	wait "$SERVER_PID" 2>/dev/null || true
-	SERVER_PID=
-}
-
 cleanup() {
 	stop_server
 	[ -z "$PGDIR" ] || "$PG_PRIVATE" stop "$PGDIR" >/dev/null 2>&1 || true

@@ -90,18 +90,6 @@ start_server() {
 	die "parleyd did not start"
 }
 
-stop_server() {
-	[ -n "$SERVER_PID" ] || return 0
-	kill -TERM "$SERVER_PID" 2>/dev/null || true
-	for _ in $(seq 1 100); do
-		kill -0 "$SERVER_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$SERVER_PID" 2>/dev/null || true
-	wait "$SERVER_PID" 2>/dev/null || true
-	SERVER_PID=
-}
-
 cleanup() {
 	stop_server
 	if [ -n "$PGDIR" ] && [ -n "$PG_PRIVATE" ]; then
