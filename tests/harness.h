@@ -137,6 +137,19 @@ int pg_cluster_run(struct pg_cluster *pg, const char *verb);
 /* Stop it and remove its directory; a no-op when none runs. 0, or -1. */
 int pg_cluster_stop(struct pg_cluster *pg);
 
+/*
+ * An assertion that also leaves the test by "goto out" (no
+ * CU_ASSERT_FATAL: the test's cleanup after out: runs).
+ */
+#define REQUIRE(cond)                                                   \
+	do {                                                            \
+		int ok_ = (cond) ? 1 : 0;                               \
+		CU_assertImplementation(ok_ ? CU_TRUE : CU_FALSE,        \
+		    (unsigned)__LINE__, #cond, __FILE__, "", CU_FALSE); \
+		if (!ok_)                                               \
+			goto out;                                       \
+	} while (0)
+
 /* ---- the CUnit main of integration test programs ---- */
 
 /* A table of tests, ended by { NULL, NULL }. */

@@ -177,45 +177,30 @@ jdump(const char *prefix, const json_t *j)
 static json_t *
 recv_json(struct wsc *c, int timeout_ms)
 {
-	int64_t deadline = wsc_now_ms() + timeout_ms;
 	struct wsc_frame f;
 	json_error_t err;
-	uint8_t p[125];
-	size_t n;
 	json_t *j;
 
 	last_close = -1;
-	for (;;) {
-		if (wsc_recv(c, &f, wsc_remaining_ms(deadline)) != 1)
-			return NULL;
-		if (f.opcode == 9) {
-			n = f.len < sizeof(p) ? f.len : sizeof(p);
-			memcpy(p, f.payload, n);
-			(void)wsc_send_frame(c, 10, 1, p, n, 0);
-			continue;
-		}
-		if (f.opcode == 10)
-			continue;
-		if (f.opcode == 8) {
-			last_close = f.close_code;
-			return NULL;
-		}
-		if (f.opcode != 1 || !f.fin || f.masked || f.rsv != 0) {
-			fprintf(stderr, "unexpected frame: opcode %d fin %d "
-			    "masked %d rsv %d\n", f.opcode, f.fin, f.masked,
-			    f.rsv);
-			return NULL;
-		}
-		j = json_loadb((const char *)f.payload, f.len, 0, &err);
-		if (j == NULL || !json_is_object(j)) {
-			fprintf(stderr, "not a JSON object: %.*s\n",
-			    (int)(f.len > 300 ? 300 : f.len),
-			    (const char *)f.payload);
-			json_decref(j);
-			return NULL;
-		}
-		return j;
+	if (wsc_recv_data(c, &f, timeout_ms) != 1)
+		return NULL;
+	if (f.opcode == 8) {
+		last_close = f.close_code;
+		return NULL;
 	}
+	if (f.opcode != 1 || !f.fin || f.masked || f.rsv != 0) {
+		fprintf(stderr, "unexpected frame: opcode %d fin %d "
+		    "masked %d rsv %d\n", f.opcode, f.fin, f.masked, f.rsv);
+		return NULL;
+	}
+	j = json_loadb((const char *)f.payload, f.len, 0, &err);
+	if (j == NULL || !json_is_object(j)) {
+		fprintf(stderr, "not a JSON object: %.*s\n",
+		    (int)(f.len > 300 ? 300 : f.len), (const char *)f.payload);
+		json_decref(j);
+		return NULL;
+	}
+	return j;
 }
 
 /* ---- one client ------------------------------------------------------ */

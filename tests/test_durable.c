@@ -69,16 +69,6 @@ static int nlogs;
 static unsigned fails_at_begin;
 static int64_t test_t0;         /* when the current test began, or 0 */
 
-/* An assertion that also leaves the test (no CU_ASSERT_FATAL: cleanup runs). */
-#define REQUIRE(cond)                                                   \
-	do {                                                            \
-		int ok_ = (cond) ? 1 : 0;                               \
-		CU_assertImplementation(ok_ ? CU_TRUE : CU_FALSE,        \
-		    (unsigned)__LINE__, #cond, __FILE__, "", CU_FALSE); \
-		if (!ok_)                                               \
-			goto out;                                       \
-	} while (0)
-
 /* ---- running programs: pg-private.sh, psql ------------------------------ */
 
 /* pg-private.sh pause or resume ("paused"/"resumed" in the log). 0, or -1. */
@@ -407,60 +397,46 @@ struct dcl {
 static json_t *
 recv_json(struct dcl *c, int timeout_ms, int *st)
 {
-	int64_t deadline = wsc_now_ms() + timeout_ms;
 	struct wsc_frame f;
 	json_error_t err;
-	uint8_t p[125];
 	json_t *j;
 	int r;
 
-	for (;;) {
-		if (c->gone) {
-			*st = -1;
-			return NULL;
-		}
-		r = wsc_recv(&c->w, &f, wsc_remaining_ms(deadline));
-		if (r == 0) {
-			*st = 0;
-			return NULL;
-		}
-		if (r < 0) {
-			c->gone = 1;
-			*st = -1;
-			return NULL;
-		}
-		if (f.opcode == 9) {
-			size_t n = f.len < sizeof(p) ? f.len : sizeof(p);
-
-			memcpy(p, f.payload, n);
-			(void)wsc_send_frame(&c->w, 10, 1, p, n, 0);
-			continue;
-		}
-		if (f.opcode == 10)
-			continue;
-		if (f.opcode == 8) {
-			uint8_t cc[2] = { (uint8_t)(f.close_code >> 8),
-			    (uint8_t)f.close_code };
-
-			c->close_code = f.close_code;
-			(void)wsc_send_frame(&c->w, 8, 1, cc, 2, 0);
-			c->gone = 1;
-			*st = -1;
-			return NULL;
-		}
-		j = json_loadb((const char *)f.payload, f.len, 0, &err);
-		if (f.opcode != 1 || j == NULL || !json_is_object(j)) {
-			fprintf(stderr, "[%s] bad frame: opcode %d: %.*s\n", c->user,
-			    f.opcode, (int)(f.len > 200 ? 200 : f.len),
-			    (const char *)f.payload);
-			json_decref(j);
-			c->gone = 1;
-			*st = -1;
-			return NULL;
-		}
-		*st = 1;
-		return j;
+	if (c->gone) {
+		*st = -1;
+		return NULL;
 	}
+	r = wsc_recv_data(&c->w, &f, timeout_ms);
+	if (r == 0) {
+		*st = 0;
+		return NULL;
+	}
+	if (r < 0) {
+		c->gone = 1;
+		*st = -1;
+		return NULL;
+	}
+	if (f.opcode == 8) {
+		uint8_t cc[2] = { (uint8_t)(f.close_code >> 8), (uint8_t)f.close_code };
+
+		c->close_code = f.close_code;
+		(void)wsc_send_frame(&c->w, 8, 1, cc, 2, 0);
+		c->gone = 1;
+		*st = -1;
+		return NULL;
+	}
+	j = json_loadb((const char *)f.payload, f.len, 0, &err);
+	if (f.opcode != 1 || j == NULL || !json_is_object(j)) {
+		fprintf(stderr, "[%s] bad frame: opcode %d: %.*s\n", c->user,
+		    f.opcode, (int)(f.len > 200 ? 200 : f.len),
+		    (const char *)f.payload);
+		json_decref(j);
+		c->gone = 1;
+		*st = -1;
+		return NULL;
+	}
+	*st = 1;
+	return j;
 }
 
 static int dsend(struct dcl *c, const char *fmt, ...)

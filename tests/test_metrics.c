@@ -761,19 +761,11 @@ recv_json(struct wsc *c, int timeout_ms, int *closed)
 
 	*closed = 0;
 	for (;;) {
-		int r = wsc_recv(c, &f, wsc_remaining_ms(deadline));
+		int r = wsc_recv_data(c, &f, wsc_remaining_ms(deadline));
 
 		if (r <= 0) {
 			*closed = r < 0;
 			return NULL;
-		}
-		if (f.opcode == 9) {
-			uint8_t p[125];
-			size_t n = f.len < sizeof(p) ? f.len : sizeof(p);
-
-			memcpy(p, f.payload, n);
-			(void)wsc_send_frame(c, 10, 1, p, n, 0);
-			continue;
 		}
 		if (f.opcode == 8) {
 			*closed = f.close_code;

@@ -71,16 +71,6 @@
 #define MAX_TMP 16
 #define NOTES_MAX 1024
 
-/* An assertion that also leaves the test (no CU_ASSERT_FATAL: cleanup runs). */
-#define REQUIRE(cond)                                                   \
-	do {                                                            \
-		int ok_ = (cond) ? 1 : 0;                               \
-		CU_assertImplementation(ok_ ? CU_TRUE : CU_FALSE,        \
-		    (unsigned)__LINE__, #cond, __FILE__, "", CU_FALSE); \
-		if (!ok_)                                               \
-			goto out;                                       \
-	} while (0)
-
 /* The datagrams parleyd sent to our NOTIFY_SOCKET, in order of arrival. */
 struct notes {
 	int fd;                 /* -1 when closed */
@@ -375,38 +365,25 @@ env_clear(void)
 static json_t *
 recv_json(struct wsc *c, int timeout_ms, int *close_code)
 {
-	int64_t deadline = wsc_now_ms() + timeout_ms;
 	struct wsc_frame f;
-	uint8_t p[125];
-	size_t n;
 	json_t *j;
 
 	if (close_code != NULL)
 		*close_code = -1;
-	for (;;) {
-		if (wsc_recv(c, &f, wsc_remaining_ms(deadline)) != 1)
-			return NULL;
-		if (f.opcode == 9) {
-			n = f.len < sizeof(p) ? f.len : sizeof(p);
-			memcpy(p, f.payload, n);
-			(void)wsc_send_frame(c, 10, 1, p, n, 0);
-			continue;
-		}
-		if (f.opcode == 10)
-			continue;
-		if (f.opcode == 8) {
-			if (close_code != NULL)
-				*close_code = f.close_code;
-			return NULL;
-		}
-		if (f.opcode != 1)
-			return NULL;
-		j = json_loadb((const char *)f.payload, f.len, 0, NULL);
-		if (j != NULL && json_is_object(j))
-			return j;
-		json_decref(j);
+	if (wsc_recv_data(c, &f, timeout_ms) != 1)
+		return NULL;
+	if (f.opcode == 8) {
+		if (close_code != NULL)
+			*close_code = f.close_code;
 		return NULL;
 	}
+	if (f.opcode != 1)
+		return NULL;
+	j = json_loadb((const char *)f.payload, f.len, 0, NULL);
+	if (j != NULL && json_is_object(j))
+		return j;
+	json_decref(j);
+	return NULL;
 }
 
 /* Skip frames until one of this type (returned), else NULL (dumped). */

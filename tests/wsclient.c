@@ -567,6 +567,28 @@ wsc_recv(struct wsc *c, struct wsc_frame *f, int timeout_ms)
 }
 
 int
+wsc_recv_data(struct wsc *c, struct wsc_frame *f, int timeout_ms)
+{
+	int64_t deadline = wsc_now_ms() + timeout_ms;
+	uint8_t p[125];
+	size_t n;
+	int r;
+
+	for (;;) {
+		if ((r = wsc_recv(c, f, wsc_remaining_ms(deadline))) != 1)
+			return r;
+		if (f->opcode == 9) {
+			/* f->payload lives until the next call on c: copy it first. */
+			n = f->len < sizeof(p) ? f->len : sizeof(p);
+			memcpy(p, f->payload, n);
+			(void)wsc_send_frame(c, 10, 1, p, n, 0);
+		} else if (f->opcode != 10) {
+			return 1;
+		}
+	}
+}
+
+int
 wsc_recv_close(struct wsc *c, int timeout_ms)
 {
 	int64_t deadline = wsc_now_ms() + timeout_ms;

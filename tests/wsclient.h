@@ -110,6 +110,11 @@ int wsc_send_raw(struct wsc *c, const void *buf, size_t len);
  * connection or on error.
  */
 int wsc_recv(struct wsc *c, struct wsc_frame *f, int timeout_ms);
+/*
+ * The same, as a client application sees it: pings are answered with a pong
+ * of the same payload and pongs are skipped, so *f is a data or close frame.
+ */
+int wsc_recv_data(struct wsc *c, struct wsc_frame *f, int timeout_ms);
 
 /*
  * Read frames until a close frame arrives; returns its code (1005 when it
